@@ -1,0 +1,151 @@
+"""`bangkok-pipeline`: generate data, manage the database, and run the pipeline headless."""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bangkok_pipeline import settings
+from bangkok_pipeline.lib import migrations
+from bangkok_pipeline.lib.database import (
+    DatabaseUnavailable,
+    connect,
+    describe,
+    embedded_server,
+    resolve_url,
+)
+from bangkok_pipeline.lib.embedded import EmbeddedServerError
+from bangkok_pipeline.lib.instance import dagster_environment, ensure_dagster_database
+from bangkok_pipeline.lib.months import MonthSpecError, parse_months
+
+ALL_MONTHS = f"{settings.DATA_FIRST_MONTH}..{settings.DATA_LAST_MONTH}"
+SAMPLE_MONTHS = "2018-07"
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseUnavailable,
+    EmbeddedServerError,
+    migrations.MigrationError,
+    MonthSpecError,
+)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from bangkok_pipeline.lib.generator import generate
+
+    months = parse_months(args.months)
+    manifest = generate(
+        Path(args.out), months, seed=args.seed, defects=args.defects, progress=not args.quiet
+    )
+    total = sum(month["valid_readings"] for month in manifest["totals"].values())
+    print(
+        f"wrote {len(manifest['files'])} files for {len(months)} month(s) to {args.out} "
+        f"({total:,} valid readings; manifest.json beside them)"
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    url = resolve_url()
+    with connect(url, autocommit=True) as conn:
+        steps = migrations.migrate(conn, _revision(args.to))
+        version = migrations.current_version(conn)
+    print(f"applied {', '.join(steps)}" if steps else "already up to date", end="")
+    print(f"; {describe(url)} is at {version:04d}")
+    return 0
+
+
+def _downgrade(args: argparse.Namespace) -> int:
+    url = resolve_url()
+    with connect(url, autocommit=True) as conn:
+        steps = migrations.downgrade(conn, _revision(args.revision))
+        version = migrations.current_version(conn)
+    print(f"reverted {', '.join(steps)}; {describe(url)} is at {version:04d}")
+    return 0
+
+
+def _revision(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if text == "base":
+        return 0
+    if not text.isdigit():
+        raise migrations.MigrationError(
+            f"{text!r} is not a revision; expected a number like 0001, or 'base'"
+        )
+    return int(text)
+
+
+def _url(args: argparse.Namespace) -> int:
+    print(resolve_url())
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    if settings.database_url():
+        print("DATABASE_URL is set: the external server is not ours to stop")
+        return 0
+    stopped = embedded_server().stop()
+    print("embedded server stopped" if stopped else "embedded server was not running")
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    url = resolve_url()
+    ensure_dagster_database(url)
+    for name, value in {"DATABASE_URL": url, **dagster_environment(url)}.items():
+        print(f"export {name}='{value}'")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bangkok-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="write stand-in CU-BEMS CSV files")
+    generate.add_argument("--out", required=True, help="directory for {year}Floor{n}.csv")
+    generate.add_argument("--months", default=ALL_MONTHS, help=f"e.g. {ALL_MONTHS} or 2018-07")
+    generate.add_argument("--seed", type=int, default=42)
+    generate.add_argument(
+        "--defects", action="store_true", help="inject every real-world defect kind at small rates"
+    )
+    generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    generate.set_defaults(handler=_generate)
+
+    db = commands.add_parser("db", help="the database: migrations, URL, embedded server")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    migrate = db_commands.add_parser("migrate", help="apply pending migrations")
+    migrate.add_argument("--to", help="stop at this revision (default: head)")
+    migrate.set_defaults(handler=_migrate)
+    downgrade = db_commands.add_parser("downgrade", help="revert migrations")
+    downgrade.add_argument(
+        "revision", nargs="?", help="target revision, or 'base' (default: one step back)"
+    )
+    downgrade.set_defaults(handler=_downgrade)
+    db_commands.add_parser(
+        "url", help="print the database URL (starts the embedded server)"
+    ).set_defaults(handler=_url)
+    db_commands.add_parser("stop", help="stop the embedded server").set_defaults(handler=_stop)
+
+    commands.add_parser(
+        "env", help="print shell exports for running `dagster` yourself"
+    ).set_defaults(handler=_env)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except EXPECTED_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(
+            f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
+        return 1
+
+
+def main() -> None:
+    sys.exit(run())

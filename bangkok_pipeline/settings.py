@@ -1,0 +1,55 @@
+"""Every setting the project reads from the environment, with its default, in one place."""
+
+import os
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+BANGKOK_TZ = ZoneInfo("Asia/Bangkok")
+DATA_FIRST_MONTH = "2018-07"
+DATA_LAST_MONTH = "2019-12"
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def bangkok_home() -> Path:
+    """Where the embedded server, Dagster's home and the raw layer live (`BANGKOK_HOME`)."""
+    return Path(os.environ.get("BANGKOK_HOME", ".bangkok")).expanduser().resolve()
+
+
+def database_url() -> str | None:
+    """An external PostgreSQL to use instead of the embedded one (`DATABASE_URL`)."""
+    return os.environ.get("DATABASE_URL") or None
+
+
+def connect_attempts() -> int:
+    """How often to try a server that does not answer before giving up
+    (`BANGKOK_CONNECT_ATTEMPTS`)."""
+    return max(1, int(os.environ.get("BANGKOK_CONNECT_ATTEMPTS", "5")))
+
+
+def source_dir() -> Path:
+    """Where the CU-BEMS CSV files are read from (`CUBEMS_SOURCE_DIR`)."""
+    default = bangkok_home() / "source"
+    return Path(os.environ.get("CUBEMS_SOURCE_DIR", default)).expanduser().resolve()
+
+
+def sql_dir() -> Path:
+    """The `sql/` folder: shipped inside the wheel, or at the repository root in a checkout."""
+    packaged = PACKAGE_DIR / "sql"
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / "sql"
+
+
+def dagster_yaml() -> Path:
+    """The instance configuration: shipped inside the wheel, or at the repository root."""
+    packaged = PACKAGE_DIR / "dagster.yaml"
+    return packaged if packaged.is_file() else PACKAGE_DIR.parent / "dagster.yaml"
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME as the CLI sets it: inside BANGKOK_HOME unless the user chose another."""
+    return Path(os.environ.get("DAGSTER_HOME") or bangkok_home() / "dagster")
+
+
+def last_month() -> str:
+    """The last month partition (`CUBEMS_LAST_MONTH`): extend it when newer files arrive."""
+    return os.environ.get("CUBEMS_LAST_MONTH", DATA_LAST_MONTH)

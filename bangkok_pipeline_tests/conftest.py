@@ -1,0 +1,49 @@
+"""Shared fixtures: one real PostgreSQL server per test session and a fresh database per test.
+
+The server is the embedded one in a temporary BANGKOK_HOME, or the server of DATABASE_URL when
+that is set; either way each test gets its own database, dropped afterwards.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from bangkok_pipeline.lib.database import with_database
+from bangkok_pipeline.lib.embedded import EmbeddedServer
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Maintenance URL of the session's server."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedServer(tmp_path_factory.mktemp("bangkok") / "home")
+    yield server.ensure_running()
+    server.stop()
+
+
+@pytest.fixture
+def database_url(server_url: str) -> Iterator[str]:
+    """A new, empty database on the session's server."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield with_database(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def bangkok_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private BANGKOK_HOME for the test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("BANGKOK_HOME", str(home))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    return home
