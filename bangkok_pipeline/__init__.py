@@ -1,1 +1,1 @@
-"""bangkok_pipeline: the CU-BEMS Bangkok smart-building dataset, loaded into PostgreSQL by Dagster."""
+"""bangkok_pipeline: the CU-BEMS smart-building dataset, loaded into PostgreSQL by Dagster."""

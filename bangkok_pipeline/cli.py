@@ -15,6 +15,7 @@ from bangkok_pipeline.lib.database import (
     resolve_url,
 )
 from bangkok_pipeline.lib.embedded import EmbeddedServerError
+from bangkok_pipeline.lib.generator import GeneratorError, generate
 from bangkok_pipeline.lib.instance import dagster_environment, ensure_dagster_database
 from bangkok_pipeline.lib.months import MonthSpecError, parse_months
 
@@ -23,14 +24,13 @@ SAMPLE_MONTHS = "2018-07"
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     DatabaseUnavailable,
     EmbeddedServerError,
+    GeneratorError,
     migrations.MigrationError,
     MonthSpecError,
 )
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from bangkok_pipeline.lib.generator import generate
-
     months = parse_months(args.months)
     manifest = generate(
         Path(args.out), months, seed=args.seed, defects=args.defects, progress=not args.quiet
@@ -74,6 +74,45 @@ def _revision(text: str | None) -> int | None:
     return int(text)
 
 
+def _load(args: argparse.Namespace) -> int:
+    """Migrate, make sure there is source data, and materialize the months through Dagster."""
+    import os
+
+    from bangkok_pipeline.lib.headless import MonthOutcome, materialize_months
+    from bangkok_pipeline.lib.instance import activate
+    from bangkok_pipeline.lib.months import month_key
+
+    source = Path(args.source).expanduser().resolve() if args.source else settings.source_dir()
+    os.environ["CUBEMS_SOURCE_DIR"] = str(source)
+    has_data = source.is_dir() and any(source.glob("*Floor*.csv"))
+    months = parse_months(args.months or (ALL_MONTHS if has_data else SAMPLE_MONTHS))
+    url = resolve_url()
+    with connect(url, autocommit=True) as conn:
+        migrations.migrate(conn)
+    if not has_data:
+        print(
+            f"no CU-BEMS files in {source}: generating sample data for "
+            f"{', '.join(month_key(m) for m in months)} (with defects)"
+        )
+        generate(source, months, defects=True, progress=not args.quiet)
+    ensure_dagster_database(url)
+    activate(url)
+    from bangkok_pipeline.definitions import defs
+
+    def report(outcome: MonthOutcome) -> None:
+        mark = "ok  " if outcome.success else "FAIL"
+        print(f"{mark} {outcome.month}: {outcome.summary}", flush=True)
+
+    print(f"loading {len(months)} month(s) from {source} into {describe(url)}", flush=True)
+    outcomes = materialize_months(defs, [month_key(m) for m in months], url, report)
+    failed = [o.month for o in outcomes if not o.success]
+    print(
+        f"{len(outcomes) - len(failed)} of {len(outcomes)} month(s) loaded"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
+
+
 def _url(args: argparse.Namespace) -> int:
     print(resolve_url())
     return 0
@@ -109,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(handler=_generate)
+
+    load = commands.add_parser(
+        "load", help="load months through Dagster (generates sample data if there is none)"
+    )
+    load.add_argument(
+        "--months",
+        help=f"e.g. 2018-07..2018-09 (default: all with data, or {SAMPLE_MONTHS} of sample data)",
+    )
+    load.add_argument("--source", help="directory of the CSV files (default: CUBEMS_SOURCE_DIR)")
+    load.add_argument("--quiet", action="store_true", help="no progress bar while generating")
+    load.set_defaults(handler=_load)
 
     db = commands.add_parser("db", help="the database: migrations, URL, embedded server")
     db_commands = db.add_subparsers(dest="db_command", required=True)

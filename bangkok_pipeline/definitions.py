@@ -2,8 +2,18 @@
 
 import dagster as dg
 
+from bangkok_pipeline.defs.ingestion.assets import (
+    load_month_partitions,
+    raw_readings,
+    validated_readings,
+)
+from bangkok_pipeline.defs.ingestion.checks import ingestion_checks
+from bangkok_pipeline.defs.ingestion.jobs import ingest_month_job
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 
 defs = dg.Definitions(
+    assets=[raw_readings, validated_readings, load_month_partitions],
+    asset_checks=ingestion_checks,
+    jobs=[ingest_month_job],
     resources={"database": PostgresResource(), "source": SourceDirectory()},
 )

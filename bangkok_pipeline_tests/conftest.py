@@ -1,18 +1,20 @@
-"""Shared fixtures: one real PostgreSQL server per test session and a fresh database per test.
+"""Shared fixtures: one real PostgreSQL server per test session and fresh databases on it.
 
 The server is the embedded one in a temporary BANGKOK_HOME, or the server of DATABASE_URL when
-that is set; either way each test gets its own database, dropped afterwards.
+that is set; either way each test (or test module) gets its own database, dropped afterwards.
 """
 
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from bangkok_pipeline.lib import migrations
 from bangkok_pipeline.lib.database import with_database
 from bangkok_pipeline.lib.embedded import EmbeddedServer
 
@@ -29,15 +31,33 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture
-def database_url(server_url: str) -> Iterator[str]:
-    """A new, empty database on the session's server."""
+@contextmanager
+def new_database(server_url: str, migrate: bool = False) -> Iterator[str]:
+    """A new, empty (or migrated) database on the server, dropped afterwards."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield with_database(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    try:
+        if migrate:
+            with psycopg.connect(url, autocommit=True) as conn:
+                migrations.migrate(conn)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(server_url: str) -> Iterator[str]:
+    with new_database(server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_url(server_url: str) -> Iterator[str]:
+    with new_database(server_url, migrate=True) as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,0 +1,179 @@
+"""Month-partitioned ingestion assets: raw CSV layer -> validated readings -> PostgreSQL.
+
+Grain of every asset: one Bangkok calendar month of the CU-BEMS files. The work itself lives in
+`bangkok_pipeline.lib.ingest`; these definitions add partitions, resources and metadata.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
+from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.lib.ingest import IngestError, extract_raw_month, load_month, validate_month
+from bangkok_pipeline.lib.month_load import ReconciliationError
+
+RAW = dg.AssetKey("raw_readings")
+VALIDATED = dg.AssetKey("validated_readings")
+READINGS = dg.AssetKey("sensor_readings")
+HOURLY = dg.AssetKey("hourly_aggregates")
+DAILY = dg.AssetKey("daily_aggregates")
+
+
+class ValidationConfig(dg.Config):
+    """Thresholds of the validated layer."""
+
+    max_rejected_share: float = 0.02  # of non-empty cells; above it the month is not loaded
+    min_floor_completeness: float = 0.5  # below it the floor's completeness check warns
+
+
+@dg.asset(
+    key=RAW,
+    partitions_def=monthly_partitions,
+    group_name="raw",
+    kinds={"csv", "parquet"},
+    description="Every line of the month from each {year}Floor{n}.csv, kept losslessly as text "
+    "in Parquet under BANGKOK_HOME/layers/raw; header columns registered as sensors.",
+)
+def raw_readings(
+    context: dg.AssetExecutionContext, database: PostgresResource, source: SourceDirectory
+) -> dg.MaterializeResult:
+    month = context.partition_key
+    try:
+        with database.connection(autocommit=True) as conn:
+            raw = extract_raw_month(conn, source.directory(), month)
+    except IngestError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    for warning in raw.skipped:
+        context.log.warning(warning)
+    unknown = {f["file"]: f["unknown_columns"] for f in raw.files if f["unknown_columns"]}
+    for name, columns in unknown.items():
+        context.log.warning(
+            f"{name}: columns not in the CU-BEMS naming pattern, kept in the raw "
+            f"layer only: {columns}"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "files": len(raw.files),
+            "lines": raw.lines,
+            "source_fingerprints": dg.MetadataValue.json(
+                {str(f["file"]): f["fingerprint"] for f in raw.files}
+            ),
+            "unknown_columns": dg.MetadataValue.json(unknown),
+            "skipped_files": dg.MetadataValue.json(raw.skipped),
+            "sensors_in_headers": sum(len(f["sensor_ids"]) for f in raw.files),  # type: ignore[arg-type]
+        }
+    )
+
+
+@dg.asset(
+    key=VALIDATED,
+    deps=[RAW],
+    partitions_def=monthly_partitions,
+    group_name="validated",
+    kinds={"polars", "pandera", "parquet"},
+    check_specs=[
+        dg.AssetCheckSpec("quarantine_share_under_threshold", asset=VALIDATED, blocking=True),
+        dg.AssetCheckSpec("completeness_per_floor", asset=VALIDATED),
+    ],
+    description="Long readings (ts, sensor_id, value) that pass ReadingModel; the rest set "
+    "aside with file, line, column and reason.",
+)
+def validated_readings(
+    context: dg.AssetExecutionContext, config: ValidationConfig
+) -> dg.MaterializeResult:
+    month = context.partition_key
+    result = validate_month(month)
+    share_ok = result.rejected_share <= config.max_rejected_share
+    summary = (
+        f"{month}: {result.quarantined:,} of {result.readings + result.quarantined:,} cells "
+        f"rejected ({result.rejected_share:.2%}, threshold {config.max_rejected_share:.2%}); "
+        f"by reason {result.quarantine_by_reason}"
+    )
+    if not share_ok:
+        raise dg.Failure(description=f"not loading {summary}", allow_retries=False)
+    low_floors = {
+        f: c for f, c in result.completeness_by_floor.items() if c < config.min_floor_completeness
+    }
+    return dg.MaterializeResult(
+        metadata={
+            "rows_read": result.rows_read,
+            "readings": result.readings,
+            "quarantined": result.quarantined,
+            "empty_cells": result.empty_cells,
+            "identical_duplicate_lines": result.identical_duplicate_lines,
+            "distinct_sensors": result.sensors,
+            "first_ts": str(result.first_ts),
+            "last_ts": str(result.last_ts),
+            "completeness": round(result.completeness, 6),
+            "quarantine_by_reason": dg.MetadataValue.json(result.quarantine_by_reason),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="quarantine_share_under_threshold",
+                passed=share_ok,
+                metadata={"rejected_share": result.rejected_share, "summary": summary},
+            ),
+            dg.AssetCheckResult(
+                check_name="completeness_per_floor",
+                passed=not low_floors,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "completeness_by_floor": dg.MetadataValue.json(result.completeness_by_floor),
+                    "below_threshold": dg.MetadataValue.json(low_floors),
+                },
+            ),
+        ],
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            READINGS,
+            deps=[VALIDATED],
+            kinds={"postgres"},
+            description="sensor_readings: one attached partition per month.",
+        ),
+        dg.AssetSpec(
+            HOURLY,
+            deps=[READINGS],
+            kinds={"postgres"},
+            description="hourly_aggregates: per sensor and hour, swapped with the month.",
+        ),
+        dg.AssetSpec(
+            DAILY,
+            deps=[HOURLY],
+            kinds={"postgres"},
+            description="daily_aggregates: per sensor and Bangkok day, from the hourly.",
+        ),
+    ],
+    partitions_def=monthly_partitions,
+    group_name="warehouse",
+    name="load_month",
+)
+def load_month_partitions(
+    context: dg.AssetExecutionContext, database: PostgresResource
+) -> Iterator[dg.MaterializeResult]:
+    """COPY the validated month into fresh tables and swap them in with its aggregates."""
+    month = context.partition_key
+    try:
+        with database.connection(autocommit=True) as conn:
+            result = load_month(conn, month, context.run_id)
+    except ReconciliationError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    seconds = result.timings["total"]
+    yield dg.MaterializeResult(
+        asset_key=READINGS,
+        metadata={
+            "rows_loaded": result.rows_loaded,
+            "distinct_sensors": result.sensors,
+            "partition_bytes": result.partition_bytes,
+            "partition_size": dg.MetadataValue.text(f"{result.partition_bytes / 2**20:.1f} MiB"),
+            "duration_s": seconds,
+            "rows_per_second": round(result.rows_loaded / seconds) if seconds else 0,
+            "timings": dg.MetadataValue.json(result.timings),
+        },
+    )
+    yield dg.MaterializeResult(asset_key=HOURLY, metadata={"refreshed_month": month})
+    yield dg.MaterializeResult(asset_key=DAILY, metadata={"refreshed_month": month})

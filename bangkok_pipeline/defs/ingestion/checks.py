@@ -1,0 +1,97 @@
+"""Asset checks that query the loaded month in PostgreSQL (cheap ones live on the assets)."""
+
+import dagster as dg
+
+from bangkok_pipeline.defs.ingestion.assets import HOURLY, READINGS
+from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
+from bangkok_pipeline.defs.ingestion.resources import PostgresResource
+from bangkok_pipeline.lib import quality
+from bangkok_pipeline.lib.months import parse_month
+
+_COMPLETENESS_WARNING = 0.9
+
+
+@dg.asset_check(
+    asset=READINGS,
+    blocking=True,
+    partitions_def=monthly_partitions,
+    description="Per sensor, the live partition's count, sum and order-independent "
+    "hash equal the validated frame's (both kept in table reconciliation).",
+)
+def reconciliation(
+    context: dg.AssetCheckExecutionContext, database: PostgresResource
+) -> dg.AssetCheckResult:
+    month = parse_month(context.partition_key)
+    with database.connection(autocommit=True) as conn:
+        if not quality.partition_exists(conn, month):
+            return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
+        mismatched = quality.reconcile_live(conn, month, context.run.run_id)
+    return dg.AssetCheckResult(
+        passed=not mismatched,
+        metadata={
+            "mismatched_sensors": len(mismatched),
+            "first_mismatches": dg.MetadataValue.json(mismatched[:20]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=READINGS,
+    partitions_def=monthly_partitions,
+    description="Present vs expected minutes per sensor, with gap segments.",
+)
+def coverage(
+    context: dg.AssetCheckExecutionContext, database: PostgresResource
+) -> dg.AssetCheckResult:
+    month = parse_month(context.partition_key)
+    with database.connection() as conn:
+        sensors = quality.coverage(conn, month)
+    present = sum(s.present for s in sensors)
+    expected = sum(s.expected for s in sensors)
+    worst = sorted(sensors, key=lambda s: s.completeness)[:15]
+    table = "\n".join(
+        [
+            "| sensor | present | expected | completeness | gaps | longest gap (min) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        + [
+            f"| {s.sensor_id} | {s.present} | {s.expected} | {s.completeness:.2%} | {s.gaps} "
+            f"| {s.longest_gap_minutes} |"
+            for s in worst
+        ]
+    )
+    low = [s.sensor_id for s in sensors if s.completeness < _COMPLETENESS_WARNING]
+    return dg.AssetCheckResult(
+        passed=not low,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "completeness": round(present / expected, 6) if expected else 0.0,
+            "gap_segments": sum(s.gaps for s in sensors),
+            "sensors_below_90pct": len(low),
+            "least_complete_sensors": dg.MetadataValue.md(table),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=HOURLY,
+    partitions_def=monthly_partitions,
+    description="Hourly and daily aggregates of sampled sensors equal a "
+    "recomputation from the raw month partition.",
+)
+def aggregates_match_raw(
+    context: dg.AssetCheckExecutionContext, database: PostgresResource
+) -> dg.AssetCheckResult:
+    month = parse_month(context.partition_key)
+    with database.connection() as conn:
+        mismatches = quality.aggregate_mismatches(conn, month)
+    return dg.AssetCheckResult(
+        passed=not mismatches,
+        metadata={
+            "mismatched_buckets": len(mismatches),
+            "first_mismatches": dg.MetadataValue.json([list(m) for m in mismatches[:20]]),
+        },
+    )
+
+
+ingestion_checks = [reconciliation, coverage, aggregates_match_raw]

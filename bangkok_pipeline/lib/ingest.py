@@ -1,0 +1,260 @@
+"""The three steps of a month's ingestion as plain functions; the Dagster assets only call them.
+
+1. `extract_raw_month`: every source file's lines of the month -> the raw layer, sensors registered.
+2. `validate_month`: raw layer -> long validated readings, quarantine, fingerprints, counts.
+3. `load_month`: validated layer -> the month's partitions in PostgreSQL (see `month_load`).
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import psycopg
+import pyarrow.parquet as pq
+
+from bangkok_pipeline.lib.catalog import register_floor
+from bangkok_pipeline.lib.fingerprint import frame_fingerprints
+from bangkok_pipeline.lib.layers import layer_dir, read_json, replacing, write_json
+from bangkok_pipeline.lib.layout import DATE_COLUMN, Channel, parse_column, parse_file_name
+from bangkok_pipeline.lib.month_load import MonthLoader, MonthLoadResult
+from bangkok_pipeline.lib.months import minutes_in_month, parse_month
+from bangkok_pipeline.lib.readings import long_readings
+from bangkok_pipeline.lib.source import SourceError, fingerprint, raw_month_frame, read_source_lines
+from bangkok_pipeline.lib.validation import QUARANTINE_SCHEMA, validate_readings
+
+log = logging.getLogger(__name__)
+_BATCH_ROWS = 1_000_000
+
+
+class IngestError(ValueError):
+    """A month that cannot be ingested as it stands; the message says which file and why."""
+
+
+@dataclass
+class RawMonth:
+    """What `extract_raw_month` read: per file its header facts, plus files it skipped."""
+
+    month: str
+    files: list[dict[str, object]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def lines(self) -> int:
+        return sum(int(f["lines"]) for f in self.files)  # type: ignore[call-overload]
+
+
+def source_files(source_dir: Path) -> tuple[list[Path], list[str]]:
+    """The `{year}Floor{n}.csv` files of a directory, and warnings for everything else in it."""
+    if not source_dir.is_dir():
+        raise IngestError(f"source directory {source_dir} does not exist (set CUBEMS_SOURCE_DIR)")
+    files, skipped = [], []
+    for path in sorted(source_dir.iterdir()):
+        if path.is_dir() or path.name.startswith(".") or path.name == "manifest.json":
+            continue
+        if parse_file_name(path.name) is None:
+            skipped.append(
+                f"{path.name}: not a CU-BEMS file name (expected {{year}}Floor{{n}}.csv)"
+            )
+        else:
+            files.append(path)
+    if not files:
+        raise IngestError(f"no CU-BEMS files in {source_dir} (expected names like 2018Floor1.csv)")
+    return files, skipped
+
+
+def extract_raw_month(
+    conn: psycopg.Connection, source_dir: Path, month: str, home: Path | None = None
+) -> RawMonth:
+    """Write the month's lines of every source file to the raw layer and register their sensors."""
+    files, skipped = source_files(source_dir)
+    year = parse_month(month).year
+    result = RawMonth(month, skipped=skipped)
+    with replacing(layer_dir("raw", month, home)) as folder:
+        for path in files:
+            source_file = parse_file_name(path.name)
+            assert source_file is not None
+            if source_file.year != year:
+                continue
+            try:
+                source = read_source_lines(path)
+            except SourceError as error:
+                raise IngestError(str(error)) from None
+            except OSError as error:
+                raise IngestError(f"{path.name}: cannot read ({error.strerror})") from None
+            raw = raw_month_frame(source, month)
+            if raw.is_empty():
+                continue
+            columns = [c for c in source.header if c != DATE_COLUMN]
+            channels = [parse_column(source_file.floor, c) for c in columns]
+            known: list[Channel] = [c for c in channels if c is not None]
+            sensors = register_floor(conn, source_file.floor, known)
+            raw.write_parquet(folder / f"{path.stem}.parquet", compression="zstd")
+            result.files.append(
+                {
+                    "file": path.name,
+                    "floor": source_file.floor,
+                    "lines": raw.height,
+                    "header": list(source.header),
+                    "sensor_ids": {c.column: sensors.ids[c.column] for c in known},
+                    "sensor_kinds": {str(sensors.ids[c.column]): c.kind for c in known},
+                    "unknown_columns": [
+                        c for c, ch in zip(columns, channels, strict=True) if ch is None
+                    ],
+                    "bom": source.bom,
+                    "crlf": source.crlf,
+                    "incomplete_last_line": source.incomplete_last_line,
+                    "fingerprint": fingerprint(path),
+                }
+            )
+        if not result.files:
+            raise IngestError(f"no source rows for {month} in {source_dir}: nothing to load")
+        write_json(
+            folder / "manifest.json", {"month": month, "files": result.files, "skipped": skipped}
+        )
+    return result
+
+
+@dataclass
+class ValidatedMonth:
+    month: str
+    rows_read: int  # data lines
+    cells: int
+    readings: int
+    quarantined: int
+    empty_cells: int
+    identical_duplicate_lines: int
+    expected_readings: int  # minutes of the month x sensors in the headers
+    sensors: int
+    first_ts: str | None
+    last_ts: str | None
+    quarantine_by_reason: dict[str, int]
+    completeness_by_floor: dict[str, float]
+
+    @property
+    def rejected_share(self) -> float:
+        total = self.readings + self.quarantined
+        return self.quarantined / total if total else 0.0
+
+    @property
+    def completeness(self) -> float:
+        return self.readings / self.expected_readings if self.expected_readings else 0.0
+
+
+def validate_month(month: str, home: Path | None = None) -> ValidatedMonth:
+    """Raw layer -> validated layer, one file at a time to bound memory."""
+    manifest = read_json(layer_dir("raw", month, home) / "manifest.json")
+    minutes = minutes_in_month(parse_month(month))
+    quarantines, fingerprints = [], []
+    counts = {"lines": 0, "cells": 0, "readings": 0, "empty": 0, "identical": 0, "expected": 0}
+    floor_present: dict[int, int] = {}
+    floor_expected: dict[int, int] = {}
+    bounds: list[object] = []
+    with replacing(layer_dir("validated", month, home)) as folder:
+        writer: pq.ParquetWriter | None = None
+        for entry in sorted(
+            manifest["files"], key=lambda f: min(f["sensor_ids"].values(), default=0)
+        ):
+            raw = pl.read_parquet(
+                layer_dir("raw", month, home) / f"{Path(entry['file']).stem}.parquet"
+            )
+            long = long_readings(raw, entry["file"], entry["floor"], month, entry["sensor_ids"])
+            kinds = {int(k): v for k, v in entry["sensor_kinds"].items()}
+            valid, rejected = validate_readings(long.readings, kinds, month, entry["file"])
+            valid = valid.sort("sensor_id", "ts")
+            table = valid.select("ts", "sensor_id", pl.col("value").cast(pl.Float32)).to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(
+                    folder / "readings.parquet", table.schema, compression="zstd"
+                )
+            writer.write_table(table, row_group_size=_BATCH_ROWS)
+            quarantines += [long.quarantine, rejected]
+            fingerprints.append(frame_fingerprints(valid))
+            expected = minutes * len(entry["sensor_ids"])
+            floor_present[entry["floor"]] = floor_present.get(entry["floor"], 0) + valid.height
+            floor_expected[entry["floor"]] = floor_expected.get(entry["floor"], 0) + expected
+            counts["lines"] += long.lines
+            counts["cells"] += long.cells
+            counts["readings"] += valid.height
+            counts["empty"] += long.empty_cells
+            counts["identical"] += long.identical_duplicate_lines
+            counts["expected"] += expected
+            if valid.height:
+                bounds += [valid["ts"].min(), valid["ts"].max()]
+        if writer is None:
+            empty = pl.DataFrame(
+                schema={
+                    "ts": pl.Datetime("us", "Asia/Bangkok"),
+                    "sensor_id": pl.Int16,
+                    "value": pl.Float32,
+                }
+            )
+            empty.write_parquet(folder / "readings.parquet")
+        else:
+            writer.close()
+        quarantine = (
+            pl.concat(quarantines, how="vertical")
+            if quarantines
+            else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        )
+        quarantine.write_parquet(folder / "quarantine.parquet")
+        pl.concat(fingerprints).write_parquet(folder / "fingerprints.parquet")
+        by_reason = dict(quarantine.group_by("reason").len().sort("reason").iter_rows())
+        result = ValidatedMonth(
+            month=month,
+            rows_read=counts["lines"],
+            cells=counts["cells"],
+            readings=counts["readings"],
+            quarantined=quarantine.height,
+            empty_cells=counts["empty"],
+            identical_duplicate_lines=counts["identical"],
+            expected_readings=counts["expected"],
+            sensors=sum(f.height for f in fingerprints),
+            first_ts=str(min(bounds)) if bounds else None,  # type: ignore[type-var]
+            last_ts=str(max(bounds)) if bounds else None,  # type: ignore[type-var]
+            quarantine_by_reason={str(k): int(v) for k, v in by_reason.items()},
+            completeness_by_floor={
+                str(floor): round(floor_present[floor] / floor_expected[floor], 6)
+                for floor in sorted(floor_expected)
+                if floor_expected[floor]
+            },
+        )
+        write_json(
+            folder / "summary.json",
+            {
+                **result.__dict__,
+                "sources": {f["file"]: f["fingerprint"] for f in manifest["files"]},
+            },
+        )
+    return result
+
+
+def _parquet_batches(path: Path) -> Callable[[], Iterator[pl.DataFrame]]:
+    def batches() -> Iterator[pl.DataFrame]:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
+            yield pl.from_arrow(batch)  # type: ignore[misc]
+
+    return batches
+
+
+def load_month(
+    conn: psycopg.Connection, month: str, run_id: str, home: Path | None = None
+) -> MonthLoadResult:
+    """Validated layer -> PostgreSQL, atomically replacing the month."""
+    folder = layer_dir("validated", month, home)
+    summary = read_json(folder / "summary.json")
+    started = time.perf_counter()
+    result = MonthLoader(
+        conn=conn,
+        month=parse_month(month),
+        batches=_parquet_batches(folder / "readings.parquet"),
+        fingerprints=pl.read_parquet(folder / "fingerprints.parquet"),
+        quarantine=pl.read_parquet(folder / "quarantine.parquet"),
+        run_id=run_id,
+        source_fingerprints=summary["sources"],
+        rows_read=summary["rows_read"],
+    ).run()
+    result.timings["total"] = round(time.perf_counter() - started, 3)
+    return result

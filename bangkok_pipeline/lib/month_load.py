@@ -1,0 +1,307 @@
+"""Load one month into PostgreSQL: build fresh tables, verify them, swap them in atomically.
+
+Readers never see a partial month: readings are COPYed into an unattached table (in the same
+transaction that creates it, so PostgreSQL can skip WAL for it), indexed, given the month's range
+CHECK and aggregated; the database's per-sensor fingerprints are checked against the validated
+frame's; only then one short transaction detaches and drops the old month and attaches the new
+one, for the readings and both aggregate tables, and replaces the month's quarantine rows.
+A crash before that transaction leaves the old month untouched and at most some unattached tables,
+which the next load of the month drops. A per-month advisory lock keeps two loads apart.
+"""
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from bangkok_pipeline.lib import pgcopy
+from bangkok_pipeline.lib.fingerprint import as_figures, database_fingerprints, mismatched_sensors
+from bangkok_pipeline.lib.months import month_bounds, next_month
+from bangkok_pipeline.lib.queries import query
+
+_LOCK_CLASS = 0x62616E67  # advisory-lock namespace of month loads; the month (yyyymm) is the key
+_SWAP_ATTEMPTS = 5
+QUARANTINE_COLUMNS = (
+    "source_file",
+    "line_no",
+    "column_name",
+    "raw_text",
+    "reason",
+    "detail",
+)
+
+
+class ReconciliationError(RuntimeError):
+    """The database does not hold exactly the validated readings; nothing was swapped in."""
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One partitioned parent and how its month partitions are bounded."""
+
+    parent: str
+    column: str
+    daily: bool = False
+
+    def name(self, month: date) -> str:
+        return f"{self.parent}_y{month.year:04d}m{month.month:02d}"
+
+    def bounds(self, month: date) -> tuple[date | datetime, date | datetime]:
+        return (month, next_month(month)) if self.daily else month_bounds(month)
+
+
+READINGS = _Table("sensor_readings", "ts")
+HOURLY = _Table("hourly_sensor_stats", "bucket")
+DAILY = _Table("daily_sensor_stats", "day", daily=True)
+TABLES = (READINGS, HOURLY, DAILY)
+
+
+@dataclass
+class MonthLoadResult:
+    month: date
+    rows_loaded: int
+    sensors: int
+    partition_bytes: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def partition_name(month: date) -> str:
+    return READINGS.name(month)
+
+
+@dataclass
+class MonthLoader:
+    """Everything one month's load needs; `run()` does it under the month's lock."""
+
+    conn: psycopg.Connection  # autocommit
+    month: date
+    batches: Callable[[], Iterator[pl.DataFrame]]  # ts, sensor_id, value sorted by (sensor, ts)
+    fingerprints: pl.DataFrame  # frame_fingerprints() of the same readings
+    quarantine: pl.DataFrame  # columns QUARANTINE_COLUMNS
+    run_id: str
+    source_fingerprints: dict[str, object]
+    rows_read: int
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run(self) -> MonthLoadResult:
+        key = self.month.year * 100 + self.month.month
+        self.conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_CLASS, key))
+        try:
+            self.conn.execute(query("abandon_running_loads"), {"month": self.month})
+            load_id = self._start_log()
+            try:
+                self._timed("cleanup", self.drop_debris)
+                rows = self._timed("copy_index_aggregate", self._build)
+                self._timed("reconcile", self._reconcile)
+                self._timed("swap", lambda: self._swap(load_id, rows))
+            except BaseException as error:
+                self._fail(load_id, error)
+                raise
+            size = self.conn.execute(
+                "SELECT pg_total_relation_size(%s::regclass)",
+                (f"partitions.{READINGS.name(self.month)}",),
+            ).fetchone()
+            return MonthLoadResult(
+                self.month,
+                rows,
+                self.fingerprints.height,
+                int(size[0]) if size else 0,
+                dict(self.timings),
+            )
+        finally:
+            self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, key))
+
+    def _timed(self, name: str, step: Callable[[], object]) -> object:
+        started = time.perf_counter()
+        result = step()
+        self.timings[name] = round(time.perf_counter() - started, 3)
+        return result
+
+    def _new(self, table: _Table) -> str:
+        return f"{table.name(self.month)}_{self.token}"
+
+    def drop_debris(self) -> list[str]:
+        """Drop this month's unattached tables left by loads that did not finish."""
+        prefixes = [f"{table.name(self.month)}_" for table in TABLES]
+        rows = self.conn.execute(query("select_month_debris"), {"prefixes": prefixes}).fetchall()
+        for (name,) in rows:
+            self.conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier("partitions", name)))
+        return [name for (name,) in rows]
+
+    def _start_log(self) -> int:
+        row = self.conn.execute(
+            query("insert_load_log"),
+            {
+                "month": self.month,
+                "run_id": self.run_id,
+                "fingerprints": json.dumps(self.source_fingerprints),
+                "rows_read": self.rows_read,
+            },
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _create(self, table: _Table) -> sql.Composed:
+        low, high = table.bounds(self.month)
+        return sql.SQL(query("create_staging_table")).format(
+            table=sql.Identifier("partitions", self._new(table)),
+            parent=sql.Identifier(table.parent),
+            check=sql.Identifier(f"{self._new(table)}_month"),
+            column=sql.Identifier(table.column),
+            low=sql.Literal(low),
+            high=sql.Literal(high),
+        )
+
+    def _build(self) -> int:
+        readings = sql.Identifier("partitions", self._new(READINGS))
+        hourly = sql.Identifier("partitions", self._new(HOURLY))
+        with self.conn.transaction():
+            for table in TABLES:
+                self.conn.execute(self._create(table))
+            copy_sql = sql.SQL("COPY {} (ts, sensor_id, value) FROM STDIN (FORMAT BINARY)")
+            with self.conn.cursor().copy(copy_sql.format(readings)) as copy:
+                for chunk in pgcopy.copy_stream(self.batches()):
+                    copy.write(chunk)
+            self.conn.execute(
+                sql.SQL(query("index_readings")).format(
+                    table=readings,
+                    sensor_ts=sql.Identifier(f"{self._new(READINGS)}_sensor_ts"),
+                    ts=sql.Identifier(f"{self._new(READINGS)}_ts"),
+                )
+            )
+            self.conn.execute(
+                sql.SQL(query("insert_hourly_stats")).format(
+                    target=hourly,
+                    readings=readings,
+                    key=sql.Identifier(f"{self._new(HOURLY)}_key"),
+                )
+            )
+            self.conn.execute(
+                sql.SQL(query("insert_daily_stats")).format(
+                    target=sql.Identifier("partitions", self._new(DAILY)),
+                    hourly=hourly,
+                    key=sql.Identifier(f"{self._new(DAILY)}_key"),
+                )
+            )
+            self.conn.execute(sql.SQL("ANALYZE {}").format(readings))
+            count = self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(readings))
+            row = count.fetchone()
+        return int(row[0]) if row else 0
+
+    def _reconcile(self) -> None:
+        """Record frame vs database figures per sensor; refuse the swap on any difference."""
+        database = database_fingerprints(
+            self.conn, sql.Identifier("partitions", self._new(READINGS))
+        )
+        frame = as_figures(self.fingerprints)
+        sensors = sorted(frame.keys() | database.keys())
+        missing = (0, 0.0, 0)
+        with self.conn.transaction(), self.conn.cursor() as cursor:
+            cursor.executemany(
+                query("upsert_reconciliation"),
+                [
+                    {
+                        "month": self.month,
+                        "sensor_id": sensor,
+                        "run_id": self.run_id,
+                        "frame_count": frame.get(sensor, missing)[0],
+                        "frame_sum": frame.get(sensor, missing)[1],
+                        "frame_hash": frame.get(sensor, missing)[2],
+                        "db_count": database.get(sensor, missing)[0],
+                        "db_sum": database.get(sensor, missing)[1],
+                        "db_hash": database.get(sensor, missing)[2],
+                    }
+                    for sensor in sensors
+                ],
+            )
+            cursor.execute(
+                query("delete_stale_reconciliation"), {"month": self.month, "sensor_ids": sensors}
+            )
+        mismatched = mismatched_sensors(frame, database)
+        if mismatched:
+            raise ReconciliationError(
+                f"month {self.month:%Y-%m}: the database differs from the validated frame for "
+                f"sensor(s) {mismatched[:10]}; see table reconciliation"
+            )
+
+    def _swap(self, load_id: int, rows: int) -> None:
+        for attempt in range(1, _SWAP_ATTEMPTS + 1):
+            try:
+                with self.conn.transaction():
+                    self.conn.execute("SET LOCAL lock_timeout = '5s'")
+                    for table in TABLES:
+                        self._swap_table(table)
+                    self._replace_quarantine()
+                    self._finish_log(load_id, "succeeded", rows, None)
+                return
+            except psycopg.errors.LockNotAvailable:
+                if attempt == _SWAP_ATTEMPTS:
+                    raise
+                time.sleep(attempt)
+
+    def _swap_table(self, table: _Table) -> None:
+        canonical = table.name(self.month)
+        parent = sql.Identifier(table.parent)
+        current = sql.Identifier("partitions", canonical)
+        attached = self.conn.execute(
+            "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s) "
+            "AND inhparent = %s::regclass",
+            (f"partitions.{canonical}", table.parent),
+        ).fetchone()
+        if attached:
+            self.conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent, current))
+            self.conn.execute(sql.SQL("DROP TABLE {}").format(current))
+        low, high = table.bounds(self.month)
+        self.conn.execute(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                sql.Identifier("partitions", self._new(table)), sql.Identifier(canonical)
+            )
+        )
+        self.conn.execute(
+            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                parent, current, sql.Literal(low), sql.Literal(high)
+            )
+        )
+
+    def _replace_quarantine(self) -> None:
+        self.conn.execute("DELETE FROM quarantine WHERE month = %s", (self.month,))
+        if not self.quarantine.height:
+            return
+        columns = sql.SQL(", ").join(
+            sql.Identifier(name) for name in ("month", "run_id", *QUARANTINE_COLUMNS)
+        )
+        statement = sql.SQL("COPY quarantine ({}) FROM STDIN").format(columns)
+        with self.conn.cursor().copy(statement) as copy:
+            for row in self.quarantine.select(QUARANTINE_COLUMNS).iter_rows():
+                copy.write_row((self.month, self.run_id, *row))
+
+    def _finish_log(self, load_id: int, status: str, rows: int | None, error: str | None) -> None:
+        self.conn.execute(
+            query("finish_load_log"),
+            {
+                "load_id": load_id,
+                "status": status,
+                "rows_loaded": rows,
+                "rows_quarantined": self.quarantine.height,
+                "checksum": str(int(self.fingerprints["hash"].sum())) if rows is not None else None,
+                "timings": json.dumps(self.timings),
+                "error": error,
+            },
+        )
+
+    def _fail(self, load_id: int, error: BaseException) -> None:
+        """Record the failure and drop what this load built; the old month stays as it was."""
+        if self.conn.closed or self.conn.broken:
+            return
+        try:
+            self.drop_debris()
+            self._finish_log(load_id, "failed", None, f"{type(error).__name__}: {error}"[:2000])
+        except psycopg.Error:
+            pass
