@@ -1,6 +1,7 @@
 """`bangkok-pipeline`: generate data, manage the database, and run the pipeline headless."""
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -113,6 +114,32 @@ def _load(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import os
+
+    from bangkok_pipeline.lib.bench import report, run_ingest_bench
+    from bangkok_pipeline.lib.months import month_key
+
+    months = parse_months(args.months)
+    source = (
+        Path(args.source).expanduser().resolve()
+        if args.source
+        else (settings.bangkok_home() / "bench-source")
+    )
+    os.environ["CUBEMS_SOURCE_DIR"] = str(source)
+    keys = [month_key(m) for m in months]
+    manifest = source / "manifest.json"
+    if not args.source and (
+        not manifest.exists() or sorted(json.loads(manifest.read_text())["months"]) != keys
+    ):
+        print(f"generating {', '.join(keys)} into {source}", flush=True)
+        generate(source, months, progress=not args.quiet)
+    url = settings.database_url() or embedded_server().ensure_running()
+    print(f"measuring {len(keys)} month(s) on {describe(url)}", flush=True)
+    print(report(run_ingest_bench(url, keys)))
+    return 0
+
+
 def _url(args: argparse.Namespace) -> int:
     print(resolve_url())
     return 0
@@ -159,6 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--source", help="directory of the CSV files (default: CUBEMS_SOURCE_DIR)")
     load.add_argument("--quiet", action="store_true", help="no progress bar while generating")
     load.set_defaults(handler=_load)
+
+    bench = commands.add_parser("bench", help="benchmarks (not tests)")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    ingest = bench_commands.add_parser(
+        "ingest", help="the full pipeline vs plain COPY of the same readings"
+    )
+    ingest.add_argument("--months", default="2018-07", help="e.g. 2018-07..2019-12")
+    ingest.add_argument("--source", help="CSV directory (default: generated under BANGKOK_HOME)")
+    ingest.add_argument("--quiet", action="store_true")
+    ingest.set_defaults(handler=_bench)
 
     db = commands.add_parser("db", help="the database: migrations, URL, embedded server")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -10,12 +10,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import psycopg
 import pyarrow.parquet as pq
 
 from bangkok_pipeline.lib.catalog import register_floor
+from bangkok_pipeline.lib.coverage import coverage_summary, gap_segments
 from bangkok_pipeline.lib.fingerprint import frame_fingerprints
 from bangkok_pipeline.lib.layers import layer_dir, read_json, replacing, write_json
 from bangkok_pipeline.lib.layout import DATE_COLUMN, Channel, parse_column, parse_file_name
@@ -143,57 +145,94 @@ class ValidatedMonth:
         return self.readings / self.expected_readings if self.expected_readings else 0.0
 
 
+_DAYS_PER_SLICE = 8  # a file-month is validated in ~4 slices of whole days to bound memory
+
+
+def _day_slices(raw: pl.DataFrame) -> list[pl.DataFrame]:
+    """Slices of whole days; a line without a readable Date goes with the line before it.
+
+    Repeated timestamps fall on the same day, so duplicate resolution stays within one slice.
+    """
+    date = pl.col(DATE_COLUMN)
+    day = date.str.slice(8, 2).cast(pl.Int32, strict=False)
+    index = pl.when(date.str.contains(r"^\d{4}-\d{2}-\d{2} ")).then(day // _DAYS_PER_SLICE)
+    keyed = raw.with_columns(index.forward_fill().backward_fill().fill_null(0).alias("_slice"))
+    return [part.drop("_slice") for part in keyed.partition_by("_slice", maintain_order=True)]
+
+
+@dataclass
+class _FileResult:
+    valid: pl.DataFrame  # ts, sensor_id, value (Float32), sorted by sensor and time
+    quarantine: pl.DataFrame
+    lines: int = 0
+    cells: int = 0
+    empty_cells: int = 0
+    identical_duplicate_lines: int = 0
+
+
+def _validate_file(raw: pl.DataFrame, entry: dict[str, Any], month: str) -> _FileResult:
+    kinds = {int(k): v for k, v in entry["sensor_kinds"].items()}
+    valid_parts, quarantine_parts = [], []
+    result = _FileResult(pl.DataFrame(), pl.DataFrame())
+    for part in _day_slices(raw):
+        long = long_readings(part, entry["file"], entry["floor"], month, entry["sensor_ids"])
+        valid, rejected = validate_readings(long.readings, kinds, month, entry["file"])
+        valid_parts.append(valid.select("ts", "sensor_id", pl.col("value").cast(pl.Float32)))
+        quarantine_parts += [long.quarantine, rejected]
+        result.lines += long.lines
+        result.cells += long.cells
+        result.empty_cells += long.empty_cells
+        result.identical_duplicate_lines += long.identical_duplicate_lines
+    result.valid = pl.concat(valid_parts).sort("sensor_id", "ts")
+    result.quarantine = pl.concat(quarantine_parts)
+    return result
+
+
 def validate_month(month: str, home: Path | None = None) -> ValidatedMonth:
-    """Raw layer -> validated layer, one file at a time to bound memory."""
+    """Raw layer -> validated layer, one file (and a few days of it) at a time to bound memory."""
     manifest = read_json(layer_dir("raw", month, home) / "manifest.json")
-    minutes = minutes_in_month(parse_month(month))
-    quarantines, fingerprints = [], []
+    first_day = parse_month(month)
+    minutes = minutes_in_month(first_day)
+    quarantines, fingerprints, gaps, coverages = [], [], [], []
     counts = {"lines": 0, "cells": 0, "readings": 0, "empty": 0, "identical": 0, "expected": 0}
     floor_present: dict[int, int] = {}
     floor_expected: dict[int, int] = {}
     bounds: list[object] = []
+    schema = {"ts": pl.Datetime("us", "Asia/Bangkok"), "sensor_id": pl.Int16, "value": pl.Float32}
     with replacing(layer_dir("validated", month, home)) as folder:
-        writer: pq.ParquetWriter | None = None
+        writer = pq.ParquetWriter(
+            folder / "readings.parquet",
+            pl.DataFrame(schema=schema).to_arrow().schema,
+            compression="zstd",
+        )
         for entry in sorted(
             manifest["files"], key=lambda f: min(f["sensor_ids"].values(), default=0)
         ):
             raw = pl.read_parquet(
                 layer_dir("raw", month, home) / f"{Path(entry['file']).stem}.parquet"
             )
-            long = long_readings(raw, entry["file"], entry["floor"], month, entry["sensor_ids"])
-            kinds = {int(k): v for k, v in entry["sensor_kinds"].items()}
-            valid, rejected = validate_readings(long.readings, kinds, month, entry["file"])
-            valid = valid.sort("sensor_id", "ts")
-            table = valid.select("ts", "sensor_id", pl.col("value").cast(pl.Float32)).to_arrow()
-            if writer is None:
-                writer = pq.ParquetWriter(
-                    folder / "readings.parquet", table.schema, compression="zstd"
-                )
-            writer.write_table(table, row_group_size=_BATCH_ROWS)
-            quarantines += [long.quarantine, rejected]
+            checked = _validate_file(raw, entry, month)
+            del raw
+            valid = checked.valid
+            writer.write_table(valid.to_arrow(), row_group_size=_BATCH_ROWS)
+            quarantines.append(checked.quarantine)
             fingerprints.append(frame_fingerprints(valid))
+            sensor_ids = sorted(set(entry["sensor_ids"].values()))
+            file_gaps = gap_segments(valid, sensor_ids, first_day)
+            gaps.append(file_gaps)
+            coverages.append(coverage_summary(valid, file_gaps, sensor_ids, first_day))
             expected = minutes * len(entry["sensor_ids"])
             floor_present[entry["floor"]] = floor_present.get(entry["floor"], 0) + valid.height
             floor_expected[entry["floor"]] = floor_expected.get(entry["floor"], 0) + expected
-            counts["lines"] += long.lines
-            counts["cells"] += long.cells
+            counts["lines"] += checked.lines
+            counts["cells"] += checked.cells
             counts["readings"] += valid.height
-            counts["empty"] += long.empty_cells
-            counts["identical"] += long.identical_duplicate_lines
+            counts["empty"] += checked.empty_cells
+            counts["identical"] += checked.identical_duplicate_lines
             counts["expected"] += expected
             if valid.height:
                 bounds += [valid["ts"].min(), valid["ts"].max()]
-        if writer is None:
-            empty = pl.DataFrame(
-                schema={
-                    "ts": pl.Datetime("us", "Asia/Bangkok"),
-                    "sensor_id": pl.Int16,
-                    "value": pl.Float32,
-                }
-            )
-            empty.write_parquet(folder / "readings.parquet")
-        else:
-            writer.close()
+        writer.close()
         quarantine = (
             pl.concat(quarantines, how="vertical")
             if quarantines
@@ -201,6 +240,8 @@ def validate_month(month: str, home: Path | None = None) -> ValidatedMonth:
         )
         quarantine.write_parquet(folder / "quarantine.parquet")
         pl.concat(fingerprints).write_parquet(folder / "fingerprints.parquet")
+        pl.concat(gaps).write_parquet(folder / "gaps.parquet")
+        pl.concat(coverages).write_parquet(folder / "coverage.parquet")
         by_reason = dict(quarantine.group_by("reason").len().sort("reason").iter_rows())
         result = ValidatedMonth(
             month=month,
@@ -252,6 +293,8 @@ def load_month(
         batches=_parquet_batches(folder / "readings.parquet"),
         fingerprints=pl.read_parquet(folder / "fingerprints.parquet"),
         quarantine=pl.read_parquet(folder / "quarantine.parquet"),
+        coverage=pl.read_parquet(folder / "coverage.parquet"),
+        gaps=pl.read_parquet(folder / "gaps.parquet"),
         run_id=run_id,
         source_fingerprints=summary["sources"],
         rows_read=summary["rows_read"],

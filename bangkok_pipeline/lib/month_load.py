@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from bangkok_pipeline.lib import pgcopy
-from bangkok_pipeline.lib.fingerprint import as_figures, database_fingerprints, mismatched_sensors
+from bangkok_pipeline.lib.fingerprint import Figures, as_figures, mismatched_sensors
 from bangkok_pipeline.lib.months import month_bounds, next_month
 from bangkok_pipeline.lib.queries import query
 
@@ -35,6 +35,14 @@ QUARANTINE_COLUMNS = (
     "reason",
     "detail",
 )
+COVERAGE_COLUMNS = (
+    "sensor_id",
+    "present_minutes",
+    "expected_minutes",
+    "gap_segments",
+    "longest_gap_minutes",
+)
+GAP_COLUMNS = ("sensor_id", "gap_start", "gap_end", "minutes")
 
 
 class ReconciliationError(RuntimeError):
@@ -84,11 +92,14 @@ class MonthLoader:
     batches: Callable[[], Iterator[pl.DataFrame]]  # ts, sensor_id, value sorted by (sensor, ts)
     fingerprints: pl.DataFrame  # frame_fingerprints() of the same readings
     quarantine: pl.DataFrame  # columns QUARANTINE_COLUMNS
+    coverage: pl.DataFrame  # coverage.coverage_summary() of the same readings
+    gaps: pl.DataFrame  # coverage.gap_segments() of the same readings
     run_id: str
     source_fingerprints: dict[str, object]
     rows_read: int
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     timings: dict[str, float] = field(default_factory=dict)
+    _database_figures: Figures = field(default_factory=dict)
 
     def run(self) -> MonthLoadResult:
         key = self.month.year * 100 + self.month.month
@@ -160,15 +171,18 @@ class MonthLoader:
         )
 
     def _build(self) -> int:
+        """Create, fill, index and aggregate the new month in one transaction."""
         readings = sql.Identifier("partitions", self._new(READINGS))
         hourly = sql.Identifier("partitions", self._new(HOURLY))
         with self.conn.transaction():
             for table in TABLES:
                 self.conn.execute(self._create(table))
             copy_sql = sql.SQL("COPY {} (ts, sensor_id, value) FROM STDIN (FORMAT BINARY)")
-            with self.conn.cursor().copy(copy_sql.format(readings)) as copy:
-                for chunk in pgcopy.copy_stream(self.batches()):
-                    copy.write(chunk)
+            with self.conn.cursor() as cursor:
+                with cursor.copy(copy_sql.format(readings)) as copy:
+                    for chunk in pgcopy.copy_stream(self.batches()):
+                        copy.write(chunk)
+                rows = cursor.rowcount
             self.conn.execute(
                 sql.SQL(query("index_readings")).format(
                     table=readings,
@@ -177,10 +191,11 @@ class MonthLoader:
                 )
             )
             self.conn.execute(
+                sql.SQL(query("create_hourly_fingerprints")).format(readings=readings)
+            )
+            self.conn.execute(
                 sql.SQL(query("insert_hourly_stats")).format(
-                    target=hourly,
-                    readings=readings,
-                    key=sql.Identifier(f"{self._new(HOURLY)}_key"),
+                    target=hourly, key=sql.Identifier(f"{self._new(HOURLY)}_key")
                 )
             )
             self.conn.execute(
@@ -190,16 +205,14 @@ class MonthLoader:
                     key=sql.Identifier(f"{self._new(DAILY)}_key"),
                 )
             )
+            found = self.conn.execute(query("select_hourly_fingerprints")).fetchall()
+            self._database_figures = {s: (int(n), t, int(h)) for s, n, t, h in found}
             self.conn.execute(sql.SQL("ANALYZE {}").format(readings))
-            count = self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(readings))
-            row = count.fetchone()
-        return int(row[0]) if row else 0
+        return rows
 
     def _reconcile(self) -> None:
         """Record frame vs database figures per sensor; refuse the swap on any difference."""
-        database = database_fingerprints(
-            self.conn, sql.Identifier("partitions", self._new(READINGS))
-        )
+        database = self._database_figures
         frame = as_figures(self.fingerprints)
         sensors = sorted(frame.keys() | database.keys())
         missing = (0, 0.0, 0)
@@ -238,7 +251,13 @@ class MonthLoader:
                     self.conn.execute("SET LOCAL lock_timeout = '5s'")
                     for table in TABLES:
                         self._swap_table(table)
-                    self._replace_quarantine()
+                    self._replace_month_rows(
+                        "quarantine",
+                        self.quarantine.with_columns(run_id=pl.lit(self.run_id)),
+                        ("run_id", *QUARANTINE_COLUMNS),
+                    )
+                    self._replace_month_rows("sensor_coverage", self.coverage, COVERAGE_COLUMNS)
+                    self._replace_month_rows("reading_gaps", self.gaps, GAP_COLUMNS)
                     self._finish_log(load_id, "succeeded", rows, None)
                 return
             except psycopg.errors.LockNotAvailable:
@@ -270,17 +289,18 @@ class MonthLoader:
             )
         )
 
-    def _replace_quarantine(self) -> None:
-        self.conn.execute("DELETE FROM quarantine WHERE month = %s", (self.month,))
-        if not self.quarantine.height:
+    def _replace_month_rows(self, table: str, rows: pl.DataFrame, columns: tuple[str, ...]) -> None:
+        """Replace the month's rows of a per-month side table (inside the swap transaction)."""
+        target = sql.Identifier(table)
+        self.conn.execute(sql.SQL("DELETE FROM {} WHERE month = %s").format(target), (self.month,))
+        if not rows.height:
             return
-        columns = sql.SQL(", ").join(
-            sql.Identifier(name) for name in ("month", "run_id", *QUARANTINE_COLUMNS)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            target, sql.SQL(", ").join(sql.Identifier(name) for name in ("month", *columns))
         )
-        statement = sql.SQL("COPY quarantine ({}) FROM STDIN").format(columns)
         with self.conn.cursor().copy(statement) as copy:
-            for row in self.quarantine.select(QUARANTINE_COLUMNS).iter_rows():
-                copy.write_row((self.month, self.run_id, *row))
+            for row in rows.select(columns).iter_rows():
+                copy.write_row((self.month, *row))
 
     def _finish_log(self, load_id: int, status: str, rows: int | None, error: str | None) -> None:
         self.conn.execute(

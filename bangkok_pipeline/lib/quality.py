@@ -8,7 +8,6 @@ from psycopg import sql
 
 from bangkok_pipeline.lib.fingerprint import database_fingerprints, mismatched_sensors
 from bangkok_pipeline.lib.month_load import DAILY, HOURLY, READINGS
-from bangkok_pipeline.lib.months import minutes_in_month, month_bounds
 from bangkok_pipeline.lib.queries import query
 
 
@@ -64,14 +63,9 @@ class SensorCoverage:
 
 
 def coverage(conn: psycopg.Connection, month: date) -> list[SensorCoverage]:
-    """Present vs expected minutes and gap segments of every sensor in the month partition."""
-    low, high = month_bounds(month)
-    rows = conn.execute(
-        sql.SQL(query("select_coverage")).format(table=_partition(READINGS.name(month))),
-        {"low": low, "high": high},
-    ).fetchall()
-    expected = minutes_in_month(month)
-    return [SensorCoverage(s, p, expected, g, lg) for s, p, g, lg in rows]
+    """Present vs expected minutes and gap segments of every sensor of the month."""
+    rows = conn.execute(query("select_coverage"), {"month": month}).fetchall()
+    return [SensorCoverage(*row) for row in rows]
 
 
 def aggregate_mismatches(

@@ -48,6 +48,28 @@ CREATE TABLE reconciliation (
     PRIMARY KEY (month, sensor_id)
 );
 
+-- Coverage map of each loaded month: present vs expected minutes per sensor, and every gap.
+CREATE TABLE sensor_coverage (
+    month               date NOT NULL CHECK (extract(day FROM month) = 1),
+    sensor_id           smallint NOT NULL REFERENCES sensors,
+    present_minutes     integer NOT NULL CHECK (present_minutes >= 0),
+    expected_minutes    integer NOT NULL CHECK (expected_minutes > 0),
+    gap_segments        integer NOT NULL CHECK (gap_segments >= 0),
+    longest_gap_minutes integer NOT NULL CHECK (longest_gap_minutes >= 0),
+    PRIMARY KEY (month, sensor_id),
+    CHECK (present_minutes <= expected_minutes)
+);
+
+CREATE TABLE reading_gaps (
+    month     date NOT NULL CHECK (extract(day FROM month) = 1),
+    sensor_id smallint NOT NULL REFERENCES sensors,
+    gap_start timestamptz NOT NULL,
+    gap_end   timestamptz NOT NULL,
+    minutes   integer NOT NULL CHECK (minutes > 0),
+    CHECK (gap_start < gap_end)
+);
+CREATE INDEX reading_gaps_month_sensor_idx ON reading_gaps (month, sensor_id, gap_start);
+
 CREATE VIEW hourly_aggregates AS
 SELECT h.bucket, h.sensor_id, s.floor, s.zone, s.channel, s.kind, s.unit,
        h.n AS readings, h.avg_value, h.min_value, h.max_value, h.energy_kwh

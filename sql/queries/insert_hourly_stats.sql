@@ -1,9 +1,7 @@
--- Hourly per-sensor statistics of one month's readings; energy (kWh) for kW channels is the sum
--- of one-minute kW readings / 60, so missing minutes add no energy.
+-- Hourly per-sensor statistics of the new month; energy (kWh) for kW channels is the sum of
+-- one-minute kW readings / 60, so missing minutes add no energy.
 INSERT INTO {target} (bucket, sensor_id, n, avg_value, min_value, max_value, energy_kwh)
-SELECT date_trunc('hour', r.ts) AS bucket, r.sensor_id, count(*), avg(r.value::float8),
-       min(r.value), max(r.value),
-       CASE WHEN s.unit = 'kW' THEN sum(r.value::float8) / 60 END
-FROM {readings} AS r JOIN sensors AS s USING (sensor_id)
-GROUP BY 1, r.sensor_id, s.unit;
+SELECT h.bucket, h.sensor_id, h.n, h.avg_value, h.min_value, h.max_value,
+       CASE WHEN s.unit = 'kW' THEN h.total / 60 END
+FROM hourly_fingerprints AS h JOIN sensors AS s USING (sensor_id);
 CREATE UNIQUE INDEX {key} ON {target} (sensor_id, bucket);

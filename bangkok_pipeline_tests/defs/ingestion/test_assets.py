@@ -340,3 +340,23 @@ def test_a_missing_source_directory_is_named(loaded: Loaded, tmp_path: Path) -> 
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "nowhere does not exist" in str(failure.step_failure_data.user_failure_data.description)
+
+
+def test_coverage_map_accounts_for_every_expected_minute(loaded: Loaded) -> None:
+    totals = loaded.query(
+        "SELECT sum(present_minutes), sum(expected_minutes - present_minutes), count(*) "
+        "FROM sensor_coverage"
+    )[0]
+    gap_minutes = loaded.query("SELECT sum(minutes) FROM reading_gaps")[0][0]
+    assert totals[0] == loaded.manifest["totals"][MONTH]["valid_readings"]
+    assert totals[1] == gap_minutes
+    sensors_in_headers = sum(
+        len([c for c in entry["header"][1:] if c not in entry["unknown_columns"]])
+        for entry in loaded.manifest["files"].values()
+    )
+    assert totals[2] == sensors_in_headers
+    overlapping = loaded.query(
+        "SELECT count(*) FROM reading_gaps AS g JOIN sensor_readings AS r "
+        "ON r.sensor_id = g.sensor_id AND r.ts >= g.gap_start AND r.ts < g.gap_end"
+    )
+    assert overlapping == [(0,)]
