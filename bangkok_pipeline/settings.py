@@ -11,26 +11,31 @@ DATA_LAST_MONTH = "2019-12"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def _env(name: str) -> str | None:
+    """A variable's value; set-but-empty counts as unset."""
+    return os.environ.get(name) or None
+
+
 def bangkok_home() -> Path:
     """Where the embedded server, Dagster's home and the raw layer live (`BANGKOK_HOME`)."""
-    return Path(os.environ.get("BANGKOK_HOME", ".bangkok")).expanduser().resolve()
+    return Path(_env("BANGKOK_HOME") or ".bangkok").expanduser().resolve()
 
 
 def database_url() -> str | None:
     """An external PostgreSQL to use instead of the embedded one (`DATABASE_URL`)."""
-    return os.environ.get("DATABASE_URL") or None
+    return _env("DATABASE_URL")
 
 
 def connect_attempts() -> int:
     """How often to try a server that does not answer before giving up
     (`BANGKOK_CONNECT_ATTEMPTS`)."""
-    return max(1, int(os.environ.get("BANGKOK_CONNECT_ATTEMPTS", "5")))
+    return max(1, int(_env("BANGKOK_CONNECT_ATTEMPTS") or "5"))
 
 
 def source_dir() -> Path:
     """Where the CU-BEMS CSV files are read from (`CUBEMS_SOURCE_DIR`)."""
     default = bangkok_home() / "source"
-    return Path(os.environ.get("CUBEMS_SOURCE_DIR", default)).expanduser().resolve()
+    return Path(_env("CUBEMS_SOURCE_DIR") or default).expanduser().resolve()
 
 
 def sql_dir() -> Path:
@@ -47,9 +52,15 @@ def dagster_yaml() -> Path:
 
 def dagster_home() -> Path:
     """DAGSTER_HOME as the CLI sets it: inside BANGKOK_HOME unless the user chose another."""
-    return Path(os.environ.get("DAGSTER_HOME") or bangkok_home() / "dagster")
+    return Path(_env("DAGSTER_HOME") or bangkok_home() / "dagster")
 
 
 def last_month() -> str:
     """The last month partition (`CUBEMS_LAST_MONTH`): extend it when newer files arrive."""
-    return os.environ.get("CUBEMS_LAST_MONTH", DATA_LAST_MONTH)
+    return _env("CUBEMS_LAST_MONTH") or DATA_LAST_MONTH
+
+
+def dagster_storage_url() -> str | None:
+    """Dagster's own storage, when not the `dagster` database beside ours
+    (`BANGKOK_DAGSTER_PG_URL`)."""
+    return _env("BANGKOK_DAGSTER_PG_URL")

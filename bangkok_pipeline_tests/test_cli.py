@@ -1,10 +1,12 @@
 """The command line: database commands end to end, and clear refusals of bad input."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from bangkok_pipeline.cli import run
@@ -77,3 +79,41 @@ def test_generate_refuses_an_unwritable_out(
     blocker.write_text("not a directory")
     assert run(["generate", "--out", str(blocker / "sub"), "--months", "2018-07", "--quiet"]) == 1
     assert "error: " in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_load_on_the_embedded_default_generates_loads_and_records_runs_in_postgres(
+    tmp_path: Path,
+) -> None:
+    """The README's main command, end to end, with nothing but BANGKOK_HOME set."""
+    home = tmp_path / "home"
+    env = {"BANGKOK_HOME": str(home)}
+    for name in ("DATABASE_URL", "DAGSTER_HOME", "CUBEMS_SOURCE_DIR", "BANGKOK_DAGSTER_PG_URL"):
+        env[name] = ""
+    try:
+        result = _cli("load", "--months", "2018-07", "--quiet", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "generating sample data for 2018-07" in result.stdout
+        manifest = json.loads((home / "source" / "manifest.json").read_text())
+        valid = manifest["totals"]["2018-07"]["valid_readings"]
+        assert f"ok   2018-07: {valid:,} readings loaded" in result.stdout
+        assert "1 of 1 month(s) loaded" in result.stdout
+
+        runs = _cli("env", env=env)
+        exports = dict(
+            line.removeprefix("export ").split("=", 1) for line in runs.stdout.splitlines()
+        )
+        storage = exports["BANGKOK_DAGSTER_PG_URL"].strip("'")
+        assert storage.startswith("postgresql+psycopg2://")
+        dagster_url = exports["DATABASE_URL"].strip("'").replace("/bangkok?", "/dagster?")
+        with psycopg.connect(dagster_url) as conn:
+            (status, partition) = conn.execute(
+                "SELECT r.status, t.value FROM runs AS r JOIN run_tags AS t USING (run_id) "
+                "WHERE t.key = 'dagster/partition'"
+            ).fetchone()
+        assert (status, partition) == ("SUCCESS", "2018-07")
+
+        again = _cli("load", "--months", "2018-07", "--quiet", env=env)
+        assert again.returncode == 0 and "generating" not in again.stdout
+    finally:
+        _cli("db", "stop", env=env)

@@ -20,13 +20,13 @@ def dagster_environment(database_url: str) -> dict[str, str]:
     source = settings.dagster_yaml()
     if not target.exists() or target.read_bytes() != source.read_bytes():
         shutil.copyfile(source, target)
-    storage = os.environ.get(STORAGE_URL_VARIABLE) or dagster_storage_url(database_url)
+    storage = settings.dagster_storage_url() or dagster_storage_url(database_url)
     return {"DAGSTER_HOME": str(home), STORAGE_URL_VARIABLE: storage}
 
 
 def ensure_dagster_database(database_url: str) -> None:
     """Create the `dagster` database on the same server unless the user gave Dagster its own."""
-    if os.environ.get(STORAGE_URL_VARIABLE):
+    if settings.dagster_storage_url():
         return
     with psycopg.connect(database_url, autocommit=True) as conn:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'dagster'").fetchone()
