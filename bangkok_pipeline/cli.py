@@ -2,12 +2,14 @@
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
 from bangkok_pipeline import settings
-from bangkok_pipeline.lib import migrations
+from bangkok_pipeline.lib import migrations, services
 from bangkok_pipeline.lib.database import (
     DatabaseUnavailable,
     connect,
@@ -18,7 +20,7 @@ from bangkok_pipeline.lib.database import (
 from bangkok_pipeline.lib.embedded import EmbeddedServerError
 from bangkok_pipeline.lib.generator import GeneratorError, generate
 from bangkok_pipeline.lib.instance import dagster_environment, ensure_dagster_database
-from bangkok_pipeline.lib.months import MonthSpecError, parse_months
+from bangkok_pipeline.lib.months import MonthSpecError, month_key, parse_months
 
 ALL_MONTHS = f"{settings.DATA_FIRST_MONTH}..{settings.DATA_LAST_MONTH}"
 SAMPLE_MONTHS = "2018-07"
@@ -28,6 +30,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     GeneratorError,
     migrations.MigrationError,
     MonthSpecError,
+    services.ServiceError,
 )
 
 
@@ -75,18 +78,16 @@ def _revision(text: str | None) -> int | None:
     return int(text)
 
 
-def _load(args: argparse.Namespace) -> int:
-    """Migrate, make sure there is source data, and materialize the months through Dagster."""
-    import os
-
-    from bangkok_pipeline.lib.headless import MonthOutcome, materialize_months
-    from bangkok_pipeline.lib.instance import activate
-    from bangkok_pipeline.lib.months import month_key
-
-    source = Path(args.source).expanduser().resolve() if args.source else settings.source_dir()
+def _source(option: str | None) -> tuple[Path, bool]:
+    """The CSV directory (exported as CUBEMS_SOURCE_DIR for Dagster) and whether it has files."""
+    source = Path(option).expanduser().resolve() if option else settings.source_dir()
     os.environ["CUBEMS_SOURCE_DIR"] = str(source)
-    has_data = source.is_dir() and any(source.glob("*Floor*.csv"))
-    months = parse_months(args.months or (ALL_MONTHS if has_data else SAMPLE_MONTHS))
+    return source, source.is_dir() and any(source.glob("*Floor*.csv"))
+
+
+def _prepare(source: Path, has_data: bool, months: list[date], quiet: bool) -> str:
+    """Database up and migrated, sample data when the source is empty, Dagster's database made:
+    what `load` and `up` both need first. Returns the pipeline database's URL."""
     url = resolve_url()
     with connect(url, autocommit=True) as conn:
         migrations.migrate(conn)
@@ -95,8 +96,19 @@ def _load(args: argparse.Namespace) -> int:
             f"no CU-BEMS files in {source}: generating sample data for "
             f"{', '.join(month_key(m) for m in months)} (with defects)"
         )
-        generate(source, months, defects=True, progress=not args.quiet)
+        generate(source, months, defects=True, progress=not quiet)
     ensure_dagster_database(url)
+    return url
+
+
+def _load(args: argparse.Namespace) -> int:
+    """Migrate, make sure there is source data, and materialize the months through Dagster."""
+    from bangkok_pipeline.lib.headless import MonthOutcome, materialize_months
+    from bangkok_pipeline.lib.instance import activate
+
+    source, has_data = _source(args.source)
+    months = parse_months(args.months or (ALL_MONTHS if has_data else SAMPLE_MONTHS))
+    url = _prepare(source, has_data, months, args.quiet)
     activate(url)
     from bangkok_pipeline.definitions import defs
 
@@ -114,11 +126,38 @@ def _load(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    import os
+def _up(args: argparse.Namespace) -> int:
+    """Everything `load` prepares, then the Dagster UI (and daemon) in the foreground."""
+    services.ensure_port_free(args.host, args.port)
+    source, has_data = _source(None)
+    url = _prepare(source, has_data, parse_months(SAMPLE_MONTHS), quiet=False)
+    home = settings.bangkok_home()
+    env = {**os.environ, "BANGKOK_HOME": str(home), "DATABASE_URL": url}
+    env.update(dagster_environment(url))
+    logs = home / "logs"
+    children = [services.webserver(args.host, args.port, logs)]
+    if not args.no_daemon:
+        children.append(services.daemon(logs))
+    ui = services.ui_url(args.host, args.port)
+    print(f"starting {' and '.join(c.name for c in children)} (logs in {logs})", flush=True)
+    with services.interrupt_on_sigterm():
+        try:
+            with services.running(children, env):
+                services.wait_until_answering(ui, children[0], others=children[1:])
+                print(f"Dagster UI: {ui}  (Ctrl-C stops it)", flush=True)
+                services.watch(children)
+        except KeyboardInterrupt:
+            pass
+    print(
+        f"stopped {' and '.join(c.name for c in children)}; the database keeps running "
+        "(`bangkok-pipeline db stop` stops it)",
+        flush=True,
+    )
+    return 0
 
+
+def _bench(args: argparse.Namespace) -> int:
     from bangkok_pipeline.lib.bench import report, run_ingest_bench
-    from bangkok_pipeline.lib.months import month_key
 
     months = parse_months(args.months)
     source = (
@@ -186,6 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--source", help="directory of the CSV files (default: CUBEMS_SOURCE_DIR)")
     load.add_argument("--quiet", action="store_true", help="no progress bar while generating")
     load.set_defaults(handler=_load)
+
+    up = commands.add_parser(
+        "up", help="database, migrations, sample data if none, then the Dagster UI until Ctrl-C"
+    )
+    up.add_argument("--port", type=int, default=3000, help="UI port (default: 3000)")
+    up.add_argument("--host", default="127.0.0.1", help="UI address (default: 127.0.0.1)")
+    up.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="UI only: sensors and schedules do not tick, launched runs wait in the queue",
+    )
+    up.set_defaults(handler=_up)
 
     bench = commands.add_parser("bench", help="benchmarks (not tests)")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)

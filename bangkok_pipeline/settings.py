@@ -64,3 +64,18 @@ def dagster_storage_url() -> str | None:
     """Dagster's own storage, when not the `dagster` database beside ours
     (`BANGKOK_DAGSTER_PG_URL`)."""
     return _env("BANGKOK_DAGSTER_PG_URL")
+
+
+def max_source_bytes() -> int:
+    """Source files larger than this are reported and skipped (`BANGKOK_MAX_SOURCE_BYTES`)."""
+    return int(_env("BANGKOK_MAX_SOURCE_BYTES") or 2 * 1024**3)
+
+
+def alert_webhook_url() -> str | None:
+    """Where failed runs are also posted as JSON (`ALERT_WEBHOOK_URL`)."""
+    return _env("ALERT_WEBHOOK_URL")
+
+
+def sensor_interval_seconds() -> int:
+    """How often the source sensor looks at the files (`BANGKOK_SENSOR_INTERVAL_SECONDS`)."""
+    return int(_env("BANGKOK_SENSOR_INTERVAL_SECONDS") or 60)

@@ -43,7 +43,7 @@ def with_database(url: str, dbname: str) -> str:
     return make_conninfo(url, dbname=dbname)
 
 
-def dagster_storage_url(url: str) -> str:
+def dagster_storage_url(url: str, database: str = "dagster") -> str:
     """SQLAlchemy URL of Dagster's own database (`dagster`) on the same server, for dagster.yaml.
 
     dagster-postgres needs psycopg2 (with psycopg 3 its `NOTIFY run_events, $1` fails), so the
@@ -62,7 +62,7 @@ def dagster_storage_url(url: str) -> str:
         password=str(params["password"]) if params.get("password") else None,
         host=host,
         port=int(port) if port and host else None,
-        database="dagster",
+        database=database,
         query=query,
     )
     return storage.render_as_string(hide_password=False)
@@ -98,3 +98,20 @@ def connect(url: str, attempts: int | None = None, **kwargs: object) -> psycopg.
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL ({describe(url)}) after {attempts} attempts: {reason}"
         ) from None
+
+
+# Connection loss, server shutting down or starting, too many connections, serialization
+# failure, deadlock, lock timeout: a later attempt can succeed.
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P", "53300", "40001", "40P01", "55P03")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying the same work later may succeed (as opposed to bad data or schema)."""
+    if isinstance(error, DatabaseUnavailable):
+        return True
+    if not isinstance(error, psycopg.Error):
+        return False
+    state = error.sqlstate
+    if state is None:
+        return isinstance(error, psycopg.OperationalError)
+    return state.startswith(_TRANSIENT_SQLSTATE_PREFIXES)

@@ -24,7 +24,8 @@ from bangkok_pipeline.lib.layout import DATE_COLUMN, Channel, parse_column, pars
 from bangkok_pipeline.lib.month_load import MonthLoader, MonthLoadResult
 from bangkok_pipeline.lib.months import minutes_in_month, parse_month
 from bangkok_pipeline.lib.readings import long_readings
-from bangkok_pipeline.lib.source import SourceError, fingerprint, raw_month_frame, read_source_lines
+from bangkok_pipeline.lib.source import SourceError, raw_month_frame, read_source_lines
+from bangkok_pipeline.lib.source_state import DirectoryState, FileState, read_file_state
 from bangkok_pipeline.lib.validation import QUARANTINE_SCHEMA, validate_readings
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class RawMonth:
     month: str
     files: list[dict[str, object]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    month_digest: str = ""  # source_state digest of the month across files, as sensors see it
 
     @property
     def lines(self) -> int:
@@ -74,6 +76,7 @@ def extract_raw_month(
     files, skipped = source_files(source_dir)
     year = parse_month(month).year
     result = RawMonth(month, skipped=skipped)
+    states: dict[str, FileState] = {}
     with replacing(layer_dir("raw", month, home)) as folder:
         for path in files:
             source_file = parse_file_name(path.name)
@@ -81,6 +84,7 @@ def extract_raw_month(
             if source_file.year != year:
                 continue
             try:
+                state = read_file_state(path, source_file.year)  # before reading: conservative
                 source = read_source_lines(path)
             except SourceError as error:
                 raise IngestError(str(error)) from None
@@ -94,6 +98,7 @@ def extract_raw_month(
             known: list[Channel] = [c for c in channels if c is not None]
             sensors = register_floor(conn, source_file.floor, known)
             raw.write_parquet(folder / f"{path.stem}.parquet", compression="zstd")
+            states[path.name] = state
             result.files.append(
                 {
                     "file": path.name,
@@ -108,13 +113,25 @@ def extract_raw_month(
                     "bom": source.bom,
                     "crlf": source.crlf,
                     "incomplete_last_line": source.incomplete_last_line,
-                    "fingerprint": fingerprint(path),
+                    "fingerprint": {
+                        "size": state.size,
+                        "mtime_ns": state.mtime_ns,
+                        "header_digest": state.header,
+                        "month_digest": state.months.get(month),
+                    },
                 }
             )
         if not result.files:
             raise IngestError(f"no source rows for {month} in {source_dir}: nothing to load")
+        result.month_digest = DirectoryState(states).month_digests().get(month, "")
         write_json(
-            folder / "manifest.json", {"month": month, "files": result.files, "skipped": skipped}
+            folder / "manifest.json",
+            {
+                "month": month,
+                "files": result.files,
+                "skipped": skipped,
+                "month_digest": result.month_digest,
+            },
         )
     return result
 
@@ -266,7 +283,10 @@ def validate_month(month: str, home: Path | None = None) -> ValidatedMonth:
             folder / "summary.json",
             {
                 **result.__dict__,
-                "sources": {f["file"]: f["fingerprint"] for f in manifest["files"]},
+                "sources": {
+                    "month_digest": manifest["month_digest"],
+                    "files": {f["file"]: f["fingerprint"] for f in manifest["files"]},
+                },
             },
         )
     return result

@@ -5,7 +5,6 @@ cuts out the lines of one month as one row per line with every header column kep
 the original lines can be rebuilt exactly and nothing is lost before parsing.
 """
 
-import hashlib
 import mmap
 import os
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ _BOM = b"\xef\xbb\xbf"
 # Bytes tried, in order, as a CSV separator that splits nothing: the whole line is one field.
 _NO_SPLIT_SEPARATORS = (b"\x1f", b"\x1e", b"\x1d", b"\x1c", b"\x01")
 _BINARY_PROBE = 64 * 1024
-_CHUNK = 1 << 20
 # The format never quotes; quotes, control characters (tab aside) and bytes that are not UTF-8
 # (decoded to U+FFFD) mean a line is not plain CSV text and cannot be split faithfully on ','.
 NOT_PLAIN_TEXT = r"[\x00-\x08\x0A-\x1F\x7F\x22\x{FFFD}]"
@@ -205,30 +203,3 @@ def raw_month_frame(source: SourceText, month: str) -> pl.DataFrame:
         pl.when(~clean | pl.col(INCOMPLETE)).then(line).alias(RAW_LINE),
         INCOMPLETE,
     ).unnest("_fields")
-
-
-def fingerprint(path: Path) -> dict[str, int | str]:
-    """Size, mtime_ns, sha256 and line count of a file, streamed in 1 MiB chunks.
-
-    Lets a sensor tell a changed file from a touched one without holding it in memory.
-    """
-    path = Path(path)
-    stat = path.stat()
-    digest = hashlib.sha256()
-    newlines = 0
-    last = b""
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
-    with path.open("rb") as handle:
-        while size := handle.readinto(buffer):
-            chunk = view[:size]
-            digest.update(chunk)
-            newlines += buffer.count(b"\n", 0, size)
-            last = bytes(chunk[-1:])
-    lines = newlines + (1 if last not in (b"", b"\n") else 0)
-    return {
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "sha256": digest.hexdigest(),
-        "lines": lines,
-    }

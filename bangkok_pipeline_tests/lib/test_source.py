@@ -1,6 +1,5 @@
 """Reading a source file (BOM, CRLF, unfinished last line, broken files) and its raw layer."""
 
-import hashlib
 from pathlib import Path
 
 import polars as pl
@@ -11,7 +10,6 @@ from bangkok_pipeline.lib.source import (
     LINE_NO,
     RAW_LINE,
     SourceError,
-    fingerprint,
     month_of_lines,
     raw_month_frame,
     read_source_lines,
@@ -160,14 +158,3 @@ def test_month_of_lines_takes_own_date_else_nearest_valid_line() -> None:
     )
     assert month_of_lines(lines).to_list() == ["2018-07"] * 3 + ["2018-08"] * 4
     assert month_of_lines(pl.DataFrame({"line": ["x", "y"]})).to_list() == [None, None]
-
-
-def test_fingerprint_matches_bytes_and_counts_lines(tmp_path: Path) -> None:
-    text = "\n".join([HEADER, *LINES])
-    for data, lines in ((text + "\n", 4), (text, 4), ("", 0)):
-        path = write(tmp_path, data)
-        print_ = fingerprint(path)
-        assert print_["size"] == len(data.encode())
-        assert print_["sha256"] == hashlib.sha256(data.encode()).hexdigest()
-        assert print_["lines"] == lines
-        assert print_["mtime_ns"] == path.stat().st_mtime_ns

@@ -9,7 +9,11 @@ from collections.abc import Iterator
 import dagster as dg
 
 from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.ingestion.resources import (
+    DATABASE_RETRY_POLICY,
+    PostgresResource,
+    SourceDirectory,
+)
 from bangkok_pipeline.lib.ingest import IngestError, extract_raw_month, load_month, validate_month
 from bangkok_pipeline.lib.month_load import ReconciliationError
 
@@ -31,6 +35,7 @@ class ValidationConfig(dg.Config):
     key=RAW,
     partitions_def=monthly_partitions,
     group_name="raw",
+    retry_policy=DATABASE_RETRY_POLICY,
     kinds={"csv", "parquet"},
     description="Every line of the month from each {year}Floor{n}.csv, kept losslessly as text "
     "in Parquet under BANGKOK_HOME/layers/raw; header columns registered as sensors.",
@@ -151,6 +156,8 @@ def validated_readings(
     partitions_def=monthly_partitions,
     group_name="warehouse",
     name="load_month",
+    retry_policy=DATABASE_RETRY_POLICY,
+    pool="bangkok_database",
 )
 def load_month_partitions(
     context: dg.AssetExecutionContext, database: PostgresResource

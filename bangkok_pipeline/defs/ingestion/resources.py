@@ -8,7 +8,13 @@ import dagster as dg
 import psycopg
 
 from bangkok_pipeline import settings
-from bangkok_pipeline.lib.database import connect, resolve_url
+from bangkok_pipeline.lib.database import DatabaseUnavailable, connect, is_transient, resolve_url
+
+# Transient database errors are retried by this policy (exponential backoff with jitter);
+# permanent ones become a Failure that Dagster does not retry.
+DATABASE_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -21,8 +27,19 @@ class PostgresResource(dg.ConfigurableResource):
 
     @contextmanager
     def connection(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-        with connect(self.url(), autocommit=autocommit) as conn:
-            yield conn
+        """A connection; errors that a retry cannot fix fail the step at once, with the cause."""
+        try:
+            with connect(self.url(), autocommit=autocommit) as conn:
+                yield conn
+        except DatabaseUnavailable:
+            raise
+        except psycopg.Error as error:
+            if is_transient(error):
+                raise
+            raise dg.Failure(
+                description=f"database error ({type(error).__name__}): {error}".strip(),
+                allow_retries=False,
+            ) from error
 
 
 class SourceDirectory(dg.ConfigurableResource):

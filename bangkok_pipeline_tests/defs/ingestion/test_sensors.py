@@ -1,0 +1,289 @@
+"""Sensor and schedule evaluations against a real Dagster instance on PostgreSQL storage.
+
+The source sensor is evaluated with `build_sensor_context` on generated files that appear, grow
+by a day, stay the same, disappear, go backwards or grow too big; the nightly schedule with
+`build_schedule_context` at 02:00 Bangkok; the run-failure sensor with a real failed run.
+"""
+
+import json
+import os
+import shutil
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from bangkok_pipeline.defs.ingestion.assets import raw_readings
+from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.ingestion.schedules import nightly_ingest_schedule
+from bangkok_pipeline.defs.ingestion.sensors import run_failure_alert_sensor, source_files_sensor
+from bangkok_pipeline.lib.database import dagster_storage_url
+from bangkok_pipeline.lib.generator import generate
+from bangkok_pipeline.lib.source_state import DirectoryState, scan_directory
+from bangkok_pipeline.settings import BANGKOK_TZ
+from bangkok_pipeline_tests.conftest import new_database
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two months (2018-07, 2018-08) of all seven floors."""
+    out = tmp_path_factory.mktemp("generated")
+    generate(out, [date(2018, 7, 1), date(2018, 8, 1)], seed=3)
+    (out / "manifest.json").unlink()
+    return out
+
+
+@pytest.fixture
+def instance(server_url: str) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance whose run, event and schedule storage is a fresh PostgreSQL database."""
+    with new_database(server_url) as url:
+        name = str(conninfo_to_dict(url)["dbname"])
+        storage = {"postgres": {"postgres_url": dagster_storage_url(url, database=name)}}
+        with dg.instance_for_test(overrides={"storage": storage}) as test_instance:
+            yield test_instance
+
+
+def _split_at(path: Path, day: str) -> bytes:
+    """Cut a file before the first line of `day`; return the bytes cut off."""
+    data = path.read_bytes()
+    cut = data.index(f"\n{day} ".encode()) + 1
+    path.write_bytes(data[:cut])
+    return data[cut:]
+
+
+def _evaluate(instance: dg.DagsterInstance, source: Path, cursor: str | None) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"source": SourceDirectory(path=str(source))}
+    )
+    result = source_files_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def _months(result: dg.SensorResult) -> list[str]:
+    return sorted(r.partition_key or "" for r in result.run_requests or [])
+
+
+def test_new_files_request_their_months_and_nothing_else_without_change(
+    instance: dg.DagsterInstance, generated: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    first = _evaluate(instance, source, None)
+    assert _months(first) == [] and first.skip_reason
+    for name in ("2018Floor1.csv", "2018Floor2.csv"):
+        shutil.copy(generated / name, source / name)
+    second = _evaluate(instance, source, first.cursor)
+    assert _months(second) == ["2018-07", "2018-08"]
+    run_keys = {r.run_key for r in second.run_requests or []}
+    assert len(run_keys) == 2 and all(key and ":" in key for key in run_keys)
+    third = _evaluate(instance, source, second.cursor)
+    assert _months(third) == []
+    assert "no source file changed" in str(third.skip_reason)
+
+
+def test_a_day_appended_requests_only_its_month_with_a_new_run_key(
+    instance: dg.DagsterInstance, generated: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(generated, source)
+    tail = _split_at(source / "2018Floor4.csv", "2018-08-31")
+    before = _evaluate(instance, source, None)
+    keys_before = {r.partition_key: r.run_key for r in before.run_requests or []}
+    with (source / "2018Floor4.csv").open("ab") as handle:
+        handle.write(tail)
+    after = _evaluate(instance, source, before.cursor)
+    assert _months(after) == ["2018-08"]
+    assert after.run_requests[0].run_key != keys_before["2018-08"]  # type: ignore[index]
+
+
+def test_the_cursor_survives_a_restart(
+    instance: dg.DagsterInstance, generated: Path, tmp_path: Path
+) -> None:
+    """The cursor is plain JSON of per-file, per-month digests: stored, reloaded, it still
+    says nothing changed; reloaded from a fresh process it tells the same."""
+    source = tmp_path / "source"
+    shutil.copytree(generated, source)
+    first = _evaluate(instance, source, None)
+    stored = json.loads(first.cursor or "")
+    assert set(stored) == {f"2018Floor{n}.csv" for n in range(1, 8)}
+    restored = DirectoryState.from_json(json.dumps(stored))
+    assert restored.to_json() == first.cursor
+    again = _evaluate(instance, source, restored.to_json())
+    assert _months(again) == []
+
+
+def test_deleted_older_and_huge_files_and_a_missing_directory_are_reported(
+    instance: dg.DagsterInstance,
+    generated: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(generated, source)
+    start = _evaluate(instance, source, None)
+
+    (source / "2018Floor1.csv").unlink()
+    _split_at(source / "2018Floor2.csv", "2018-08-15")  # shorter: an older version
+    deleted = _evaluate(instance, source, start.cursor)
+    assert _months(deleted) == []
+    reason = str(deleted.skip_reason)
+    assert "2018Floor1.csv: deleted or moved" in reason and "nothing is deleted" in reason
+    assert "2018Floor2.csv: went backwards" in reason
+    quiet = _evaluate(instance, source, deleted.cursor)
+    assert _months(quiet) == [] and "deleted" not in str(quiet.skip_reason)
+
+    monkeypatch.setenv("BANGKOK_MAX_SOURCE_BYTES", "1000")
+    with (source / "2018Floor3.csv").open("ab") as handle:
+        handle.write(b"2018-08-31 23:59:00\n")
+    huge = _evaluate(instance, source, quiet.cursor)
+    assert _months(huge) == []
+    assert "2018Floor3.csv: " in str(huge.skip_reason) and "limit" in str(huge.skip_reason)
+
+    shutil.rmtree(source)
+    gone = _evaluate(instance, source, huge.cursor)
+    assert "does not exist" in str(gone.skip_reason) and gone.cursor == huge.cursor
+
+
+@contextmanager
+def _unprivileged() -> Iterator[None]:
+    """Root reads any file: act as `nobody` for a moment so permissions apply."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_an_unreadable_file_is_reported_and_the_scan_goes_on(
+    instance: dg.DagsterInstance, generated: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(generated, source)
+    start = _evaluate(instance, source, None)
+    target = source / "2018Floor5.csv"
+    with target.open("ab") as handle:
+        handle.write(b"2018-08-31 23:59:00\n")
+    target.chmod(0)
+    for folder in [source, *source.parents]:  # let `nobody` list the folder
+        folder.chmod(folder.stat().st_mode | stat.S_IXOTH | stat.S_IROTH)
+    with _unprivileged():
+        scan = scan_directory(source, DirectoryState.from_json(start.cursor), 10**12)
+    assert scan.changed == {}
+    assert scan.problems == ["2018Floor5.csv: cannot read (Permission denied); skipped"]
+    assert (
+        scan.state.files["2018Floor5.csv"]
+        == DirectoryState.from_json(start.cursor).files["2018Floor5.csv"]
+    )
+
+
+def test_nightly_schedule_requests_changed_months_and_the_latest(
+    instance: dg.DagsterInstance, generated: Path, migrated_url: str, tmp_path: Path
+) -> None:
+    assert nightly_ingest_schedule.cron_schedule == "0 2 * * *"
+    assert nightly_ingest_schedule.execution_timezone == "Asia/Bangkok"
+    source = tmp_path / "source"
+    shutil.copytree(generated, source)
+    digests = _evaluate(instance, source, None)
+    state = DirectoryState.from_json(digests.cursor).month_digests()
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO load_log (month, status, source_fingerprints, finished_at) "
+            "VALUES ('2018-07-01', 'succeeded', %s, now())",
+            (json.dumps({"month_digest": state["2018-07"]}),),
+        )
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=BANGKOK_TZ),
+        resources={
+            "source": SourceDirectory(path=str(source)),
+            "database": PostgresResource(database_url=migrated_url),
+        },
+    )
+    requests = nightly_ingest_schedule(context)
+    assert isinstance(requests, list)
+    assert [r.partition_key for r in requests] == ["2018-08"]
+    assert requests[0].run_key == f"nightly:2026-11-23:2018-08:{state['2018-08']}"
+
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO load_log (month, status, source_fingerprints, finished_at) "
+            "VALUES ('2018-08-01', 'succeeded', %s, now())",
+            (json.dumps({"month_digest": state["2018-08"]}),),
+        )
+    latest_only = nightly_ingest_schedule(context)
+    assert isinstance(latest_only, list)
+    assert [r.partition_key for r in latest_only] == ["2018-08"]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_failed_run_is_recorded_and_posted_to_the_webhook(
+    instance: dg.DagsterInstance,
+    migrated_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+    monkeypatch.setenv("BANGKOK_HOME", str(tmp_path / "home"))
+    try:
+        result = dg.materialize(
+            [raw_readings],
+            partition_key="2018-07",
+            instance=instance,
+            resources={
+                "database": PostgresResource(database_url=migrated_url),
+                "source": SourceDirectory(path=str(tmp_path / "missing")),
+            },
+            raise_on_error=False,
+        )
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        failure = result.get_run_failure_event()
+        context = dg.build_run_status_sensor_context(
+            sensor_name="run_failure_alert_sensor",
+            dagster_instance=instance,
+            dagster_run=run,  # type: ignore[arg-type]
+            dagster_event=failure,
+            resources={"database": PostgresResource(database_url=migrated_url)},
+        ).for_run_failure()
+        run_failure_alert_sensor(context)
+    finally:
+        server.shutdown()
+    with psycopg.connect(migrated_url) as conn:
+        row = conn.execute(
+            "SELECT run_id, partition_key, failed_steps, error_summary, alerted FROM run_failures"
+        ).fetchone()
+    assert row is not None
+    assert row[0] == result.run_id and row[1] == "2018-07" and row[4] is True
+    assert row[2] == ["raw_readings"]
+    assert _Hook.received and _Hook.received[-1]["run_id"] == result.run_id
