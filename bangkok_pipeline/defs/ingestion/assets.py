@@ -5,6 +5,7 @@ Grain of every asset: one Bangkok calendar month of the CU-BEMS files. The work 
 """
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import dagster as dg
 
@@ -16,6 +17,8 @@ from bangkok_pipeline.defs.ingestion.resources import (
 )
 from bangkok_pipeline.lib.ingest import IngestError, extract_raw_month, load_month, validate_month
 from bangkok_pipeline.lib.month_load import ReconciliationError
+from bangkok_pipeline.lib.months import month_bounds, parse_month
+from bangkok_pipeline.settings import BANGKOK_TZ
 
 RAW = dg.AssetKey("raw_readings")
 VALIDATED = dg.AssetKey("validated_readings")
@@ -29,6 +32,27 @@ class ValidationConfig(dg.Config):
 
     max_rejected_share: float = 0.02  # of non-empty cells; above it the month is not loaded
     min_floor_completeness: float = 0.5  # below it the floor's completeness check warns
+    max_silence_hours: float = 2.0  # newest reading this much before month end (or now): warn
+
+
+def _data_reaches_month_end(
+    month: str, last_ts: str | None, max_silence_hours: float
+) -> dg.AssetCheckResult:
+    """Warn when a month's readings stop before its end (or, for the month under way, before
+    now): the data stopped arriving."""
+    _, month_end = month_bounds(parse_month(month))
+    horizon = min(month_end, datetime.now(BANGKOK_TZ))
+    last = datetime.fromisoformat(last_ts) if last_ts else None
+    silence_hours = (horizon - last).total_seconds() / 3600 if last else float("inf")
+    return dg.AssetCheckResult(
+        check_name="data_reaches_month_end",
+        passed=silence_hours <= max_silence_hours,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "last_reading": str(last),
+            "hours_without_data": round(silence_hours, 2) if last else -1.0,
+        },
+    )
 
 
 @dg.asset(
@@ -80,6 +104,7 @@ def raw_readings(
     check_specs=[
         dg.AssetCheckSpec("quarantine_share_under_threshold", asset=VALIDATED, blocking=True),
         dg.AssetCheckSpec("completeness_per_floor", asset=VALIDATED),
+        dg.AssetCheckSpec("data_reaches_month_end", asset=VALIDATED),
     ],
     description="Long readings (ts, sensor_id, value) that pass ReadingModel; the rest set "
     "aside with file, line, column and reason.",
@@ -119,6 +144,7 @@ def validated_readings(
                 passed=share_ok,
                 metadata={"rejected_share": result.rejected_share, "summary": summary},
             ),
+            _data_reaches_month_end(month, result.last_ts, config.max_silence_hours),
             dg.AssetCheckResult(
                 check_name="completeness_per_floor",
                 passed=not low_floors,
@@ -136,6 +162,11 @@ def validated_readings(
     specs=[
         dg.AssetSpec(
             READINGS,
+            # The nightly schedule reloads the latest month every night: two missed nights mean
+            # data stopped flowing (the source, the daemon or the database).
+            freshness_policy=dg.FreshnessPolicy.time_window(
+                fail_window=timedelta(hours=50), warn_window=timedelta(hours=26)
+            ),
             deps=[VALIDATED],
             kinds={"postgres"},
             description="sensor_readings: one attached partition per month.",

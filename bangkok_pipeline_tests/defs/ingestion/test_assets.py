@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from bangkok_pipeline.defs.ingestion.assets import (
+    _data_reaches_month_end,
     load_month_partitions,
     raw_readings,
     validated_readings,
@@ -178,6 +179,7 @@ def test_metadata_and_checks_of_the_materialization(loaded: Loaded) -> None:
     assert checks == {
         "quarantine_share_under_threshold": True,
         "completeness_per_floor": True,
+        "data_reaches_month_end": True,
         "reconciliation": True,
         "coverage": checks["coverage"],
         "aggregates_match_raw": True,
@@ -360,3 +362,11 @@ def test_coverage_map_accounts_for_every_expected_minute(loaded: Loaded) -> None
         "ON r.sensor_id = g.sensor_id AND r.ts >= g.gap_start AND r.ts < g.gap_end"
     )
     assert overlapping == [(0,)]
+
+
+def test_a_month_whose_data_stops_early_is_flagged() -> None:
+    stopped = _data_reaches_month_end("2019-02", "2019-02-15 10:00:00+07:00", 2.0)
+    assert not stopped.passed and stopped.severity == dg.AssetCheckSeverity.WARN
+    assert stopped.metadata["hours_without_data"].value == 13 * 24 + 14
+    assert _data_reaches_month_end("2019-02", "2019-02-28 23:59:00+07:00", 2.0).passed
+    assert not _data_reaches_month_end("2019-02", None, 2.0).passed
