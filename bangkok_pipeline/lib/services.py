@@ -85,19 +85,31 @@ class Service:
             f"{self.tail()}"
         )
 
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """SIGINT to its process group (Dagster shuts down cleanly on it), SIGKILL if it hangs."""
+    def interrupt(self) -> None:
+        """SIGINT to its whole process group: Dagster shuts down cleanly on it."""
+        if self.process is not None:
+            _signal_group(self.process.pid, signal.SIGINT)
+
+    def wait_stopped(self, deadline: float) -> None:
+        """Wait for the group to be gone until `deadline` (monotonic), then SIGKILL what is left."""
         if self.process is None:
             return
         group = self.process.pid
-        _signal_group(group, signal.SIGINT)
-        deadline = time.monotonic() + timeout
         while _group_alive(group, self.process):
             if time.monotonic() > deadline:
                 _signal_group(group, signal.SIGKILL)
                 break
             time.sleep(0.1)
         self.process.wait()
+
+
+def stop_all(services: Sequence[Service], timeout: float = STOP_TIMEOUT_S) -> None:
+    """Interrupt every service at once, then wait for all of them (one shared deadline)."""
+    for service in services:
+        service.interrupt()
+    deadline = time.monotonic() + timeout
+    for service in services:
+        service.wait_stopped(deadline)
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:
@@ -173,7 +185,7 @@ def _signals_ignored() -> Iterator[None]:
 
 @contextmanager
 def running(services: Sequence[Service], env: Mapping[str, str]) -> Iterator[None]:
-    """Start the services; stop every one of them (last started first) on the way out."""
+    """Start the services; stop every one of them on the way out, whatever happened."""
     started: list[Service] = []
     try:
         for service in services:
@@ -182,8 +194,7 @@ def running(services: Sequence[Service], env: Mapping[str, str]) -> Iterator[Non
         yield
     finally:
         with _signals_ignored():
-            for service in reversed(started):
-                service.stop()
+            stop_all(started)
 
 
 def wait_until_answering(

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
+from bangkok_pipeline.defs.ingestion.partitions import month_backfill_policy, monthly_partitions
 from bangkok_pipeline.defs.ingestion.resources import (
     DATABASE_RETRY_POLICY,
     PostgresResource,
@@ -58,6 +58,7 @@ def _data_reaches_month_end(
 @dg.asset(
     key=RAW,
     partitions_def=monthly_partitions,
+    backfill_policy=month_backfill_policy,
     group_name="raw",
     retry_policy=DATABASE_RETRY_POLICY,
     kinds={"csv", "parquet"},
@@ -99,6 +100,7 @@ def raw_readings(
     key=VALIDATED,
     deps=[RAW],
     partitions_def=monthly_partitions,
+    backfill_policy=month_backfill_policy,
     group_name="validated",
     kinds={"polars", "pandera", "parquet"},
     check_specs=[
@@ -185,6 +187,7 @@ def validated_readings(
         ),
     ],
     partitions_def=monthly_partitions,
+    backfill_policy=month_backfill_policy,
     group_name="warehouse",
     name="load_month",
     retry_policy=DATABASE_RETRY_POLICY,

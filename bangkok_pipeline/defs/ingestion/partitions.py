@@ -14,3 +14,10 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(
     timezone="Asia/Bangkok",
     fmt="%Y-%m",
 )
+
+# One run per month: each month is one memory-bounded load (~500 MB peak) that can fail, retry
+# and be re-run on its own; the run queue (dagster.yaml: 2 runs, one per month) gives two-way
+# parallelism on two cores, and the `bangkok_database` pool lets one COPY/swap step run at a time
+# while the next month parses. A single-run backfill would hold 18 months in one run: one failure
+# would redo everything, and nothing would overlap.
+month_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
