@@ -1,21 +1,23 @@
-"""The Dagster UI in a real browser: after `bangkok-pipeline load` of one month, the UI that
-`bangkok-pipeline up` serves shows every ingestion asset, the month's materialization metadata
-and checks, and the sensors and schedules of the definitions; Ctrl-C (SIGTERM) stops it cleanly.
+"""End to end with `bangkok-pipeline up` and its daemon, checked in a real browser: the sensor
+loads the month it finds, the UI shows every ingestion asset, the month's materialization
+metadata and checks, the sensors and schedules; a day appended to a file is loaded on its own
+(the time until it is queryable is printed); SIGTERM stops everything cleanly.
 
 Drives Debian's headless Chromium through /usr/bin/chromedriver (`.ci/run` installs both).
 Screenshots go to `test-output/ui/` under the test's tmp_path; their paths are printed.
 """
 
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
@@ -24,6 +26,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from bangkok_pipeline.definitions import defs
+from bangkok_pipeline.lib.generator import generate
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -134,39 +137,69 @@ class Pages:
         self.saved.append(target)
 
 
-def test_up_serves_a_ui_showing_the_loaded_month_its_checks_and_the_automation(
+def _readings_on(url: str, day: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM sensor_readings WHERE ts >= %s::timestamptz "
+            "AND ts < %s::timestamptz + interval '1 day'",
+            (f"{day} 00:00+07", f"{day} 00:00+07"),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 300) -> float:
+    """Seconds until `condition` holds; fails the test after `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not happen within {timeout:.0f} s")
+
+
+def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended_day(
     tmp_path: Path, browser: webdriver.Chrome, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """`up` with its daemon: the sensor loads the month found in the source directory, the UI
+    shows it, and a day appended to a file is queryable soon after (the latency is printed)."""
     home = tmp_path / "home"
-    env = {**os.environ, "BANGKOK_HOME": str(home)}
-    for name in ("DATABASE_URL", "DAGSTER_HOME", "CUBEMS_SOURCE_DIR", "BANGKOK_DAGSTER_PG_URL"):
+    source = tmp_path / "source"
+    env = {
+        **os.environ,
+        "BANGKOK_HOME": str(home),
+        "CUBEMS_SOURCE_DIR": str(source),
+        "BANGKOK_SENSOR_INTERVAL_SECONDS": "5",
+    }
+    for name in ("DATABASE_URL", "DAGSTER_HOME", "BANGKOK_DAGSTER_PG_URL"):
         env[name] = ""
+    generate(source, [date(2019, 2, 1)], seed=5)
+    floor3 = source / "2019Floor3.csv"
+    data = floor3.read_bytes()
+    cut = data.index(b"\n2019-02-28 ") + 1
+    floor3.write_bytes(data[:cut])
     up_output = tmp_path / "up.out"
     up: subprocess.Popen[bytes] | None = None
     pages: Pages | None = None
     try:
-        load = subprocess.run(
-            _cli_command("load", "--months", MONTH, "--quiet"),
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
-        assert load.returncode == 0, load.stdout + load.stderr
-        loaded = re.search(rf"^ok   {MONTH}: ([\d,]+) readings loaded", load.stdout, re.M)
-        assert loaded, load.stdout
-        rows_loaded = loaded.group(1).replace(",", "")
-
         port = _free_port()
         with up_output.open("wb") as output:
             up = subprocess.Popen(
-                _cli_command("up", "--host", "127.0.0.1", "--port", str(port), "--no-daemon"),
+                _cli_command("up", "--host", "127.0.0.1", "--port", str(port)),
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env=env,
             )
         ui = _wait_for_line(up, up_output, "Dagster UI: ").split()[2]
         assert ui == f"http://127.0.0.1:{port}"
+        url = subprocess.run(
+            _cli_command("db", "url"), env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        first_load = _wait_until(
+            lambda: _readings_on(url, "2019-02-27") > 0, "the sensor-triggered first load"
+        )
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT count(*) FROM sensor_readings").fetchone()
+        rows_loaded = str(row[0] if row else 0)
 
         pages = Pages(browser, ui, tmp_path / "test-output" / "ui")
         pages.expect("catalog", "/assets", list(INGESTION_ASSETS))
@@ -185,9 +218,21 @@ def test_up_serves_a_ui_showing_the_loaded_month_its_checks_and_the_automation(
         assert {"source_files_sensor", "nightly_ingest_schedule"} <= set(automations)
         pages.expect("automation", "/automation", automations)
 
+        before = _readings_on(url, "2019-02-28")
+        with floor3.open("ab") as handle:
+            handle.write(data[cut:])
+        latency = _wait_until(
+            lambda: _readings_on(url, "2019-02-28") > before, "loading the appended day"
+        )
+        with capsys.disabled():
+            print(
+                f"\nfirst load through the sensor: {first_load:.1f} s after `up` answered; "
+                f"appended day queryable {latency:.1f} s after it was written"
+            )
+
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=60) == 0, up_output.read_text()
-        assert "stopped dagster-webserver; the database keeps running" in up_output.read_text()
+        assert "stopped dagster-webserver" in up_output.read_text()
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
     finally:

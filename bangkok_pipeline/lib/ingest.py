@@ -300,12 +300,18 @@ def _parquet_batches(path: Path) -> Callable[[], Iterator[pl.DataFrame]]:
     return batches
 
 
+def validated_summary(month: str, home: Path | None = None) -> dict[str, Any]:
+    """The counts `validate_month` recorded for a month (rows read, quarantined, bounds, ...)."""
+    summary: dict[str, Any] = read_json(layer_dir("validated", month, home) / "summary.json")
+    return summary
+
+
 def load_month(
     conn: psycopg.Connection, month: str, run_id: str, home: Path | None = None
 ) -> MonthLoadResult:
     """Validated layer -> PostgreSQL, atomically replacing the month."""
     folder = layer_dir("validated", month, home)
-    summary = read_json(folder / "summary.json")
+    summary = validated_summary(month, home)
     started = time.perf_counter()
     result = MonthLoader(
         conn=conn,

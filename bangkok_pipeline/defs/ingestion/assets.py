@@ -15,7 +15,13 @@ from bangkok_pipeline.defs.ingestion.resources import (
     PostgresResource,
     SourceDirectory,
 )
-from bangkok_pipeline.lib.ingest import IngestError, extract_raw_month, load_month, validate_month
+from bangkok_pipeline.lib.ingest import (
+    IngestError,
+    extract_raw_month,
+    load_month,
+    validate_month,
+    validated_summary,
+)
 from bangkok_pipeline.lib.month_load import ReconciliationError
 from bangkok_pipeline.lib.months import month_bounds, parse_month
 from bangkok_pipeline.settings import BANGKOK_TZ
@@ -204,10 +210,18 @@ def load_month_partitions(
     except ReconciliationError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     seconds = result.timings["total"]
+    summary = validated_summary(month)
+    expected = summary["expected_readings"]
     yield dg.MaterializeResult(
         asset_key=READINGS,
         metadata={
+            "rows_read": summary["rows_read"],
             "rows_loaded": result.rows_loaded,
+            "rows_quarantined": summary["quarantined"],
+            "first_ts": str(summary["first_ts"]),
+            "last_ts": str(summary["last_ts"]),
+            "completeness": round(result.rows_loaded / expected, 6) if expected else 0.0,
+            "source_fingerprints": dg.MetadataValue.json(summary["sources"]),
             "distinct_sensors": result.sensors,
             "partition_bytes": result.partition_bytes,
             "partition_size": dg.MetadataValue.text(f"{result.partition_bytes / 2**20:.1f} MiB"),

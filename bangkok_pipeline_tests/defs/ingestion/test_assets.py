@@ -172,6 +172,12 @@ def test_metadata_and_checks_of_the_materialization(loaded: Loaded) -> None:
     assert 0.9 < validated["completeness"].value <= 1.0
     loaded_meta = by_key["sensor_readings"]
     assert loaded_meta["rows_loaded"].value == total["valid_readings"]
+    assert loaded_meta["rows_quarantined"].value == sum(total["quarantine"].values())
+    assert loaded_meta["rows_read"].value == total["rows"]
+    assert loaded_meta["first_ts"].value == "2019-02-01 00:00:00+07:00"
+    assert loaded_meta["last_ts"].value == "2019-02-28 23:59:00+07:00"
+    assert 0.9 < loaded_meta["completeness"].value <= 1.0
+    assert loaded_meta["source_fingerprints"].value["month_digest"]
     assert loaded_meta["partition_bytes"].value > 0
     assert loaded_meta["rows_per_second"].value > 0
     assert "source_fingerprints" in by_key["raw_readings"]
