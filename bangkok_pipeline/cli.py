@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from bangkok_pipeline import settings
-from bangkok_pipeline.lib import migrations, services
+from bangkok_pipeline.lib import api_bench, migrations, services
 from bangkok_pipeline.lib.database import (
     DatabaseUnavailable,
     connect,
@@ -25,6 +25,7 @@ from bangkok_pipeline.lib.months import MonthSpecError, month_key, parse_months
 ALL_MONTHS = f"{settings.DATA_FIRST_MONTH}..{settings.DATA_LAST_MONTH}"
 SAMPLE_MONTHS = "2018-07"
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    api_bench.ApiBenchError,
     DatabaseUnavailable,
     EmbeddedServerError,
     GeneratorError,
@@ -179,6 +180,28 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_api(args: argparse.Namespace) -> int:
+    url = settings.database_url() or embedded_server().ensure_running()
+    clients = [int(c) for c in args.clients.split(",") if c.strip()]
+    functions = [f.strip() for f in args.functions.split(",")] if args.functions else None
+    print(f"measuring the query API on {describe(url)}, clients {clients}", flush=True)
+
+    def progress(result: api_bench.Result) -> None:
+        print(
+            f"  {result.function} as {result.identity}, {result.clients} client(s): "
+            f"p95 {result.p95_ms:.2f} ms",
+            flush=True,
+        )
+
+    results = api_bench.run_api_bench(
+        url, clients, args.seconds, args.warmup, functions or tuple(api_bench.SCRIPTS), progress
+    )
+    print(api_bench.report(results))
+    if args.explain:
+        print(api_bench.explain(url, args.explain))
+    return 0
+
+
 def _url(args: argparse.Namespace) -> int:
     print(resolve_url())
     return 0
@@ -247,6 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--source", help="CSV directory (default: generated under BANGKOK_HOME)")
     ingest.add_argument("--quiet", action="store_true")
     ingest.set_defaults(handler=_bench)
+    api = bench_commands.add_parser(
+        "api", help="query API latency (pgbench) as a restricted login vs the table owner"
+    )
+    api.add_argument("--clients", default="1,8,16", help="concurrent clients, e.g. 1,8,16")
+    api.add_argument("--seconds", type=int, default=10, help="per function, identity and count")
+    api.add_argument("--warmup", type=int, default=3, help="unmeasured seconds first")
+    api.add_argument("--functions", help="comma-separated subset (default: all)")
+    api.add_argument("--explain", metavar="FUNCTION", help="also print its plans (superuser)")
+    api.set_defaults(handler=_bench_api)
 
     db = commands.add_parser("db", help="the database: migrations, URL, embedded server")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -4,7 +4,8 @@ Readers never see a partial month: readings are COPYed into an unattached table 
 transaction that creates it, so PostgreSQL can skip WAL for it), indexed, given the month's range
 CHECK and aggregated; the database's per-sensor fingerprints are checked against the validated
 frame's; only then one short transaction detaches and drops the old month and attaches the new
-one, for the readings and both aggregate tables, and replaces the month's quarantine rows.
+one, for the readings and both aggregate tables, and replaces the month's rows of the side
+tables (quarantine, coverage, gaps, and each sensor's last reading for the query API).
 A crash before that transaction leaves the old month untouched and at most some unattached tables,
 which the next load of the month drops. A per-month advisory lock keeps two loads apart.
 """
@@ -43,6 +44,7 @@ COVERAGE_COLUMNS = (
     "longest_gap_minutes",
 )
 GAP_COLUMNS = ("sensor_id", "gap_start", "gap_end", "minutes")
+LATEST_COLUMNS = ("sensor_id", "ts", "value")
 
 
 class ReconciliationError(RuntimeError):
@@ -100,6 +102,7 @@ class MonthLoader:
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     timings: dict[str, float] = field(default_factory=dict)
     _database_figures: Figures = field(default_factory=dict)
+    _latest: list[tuple[object, ...]] = field(default_factory=list)  # LATEST_COLUMNS per sensor
 
     def run(self) -> MonthLoadResult:
         key = self.month.year * 100 + self.month.month
@@ -208,6 +211,11 @@ class MonthLoader:
             found = self.conn.execute(query("select_hourly_fingerprints")).fetchall()
             self._database_figures = {s: (int(n), t, int(h)) for s, n, t, h in found}
             self.conn.execute(sql.SQL("ANALYZE {}").format(readings))
+            self._latest = self.conn.execute(
+                sql.SQL(query("select_month_latest_readings")).format(
+                    readings=readings, hourly=hourly
+                )
+            ).fetchall()
         return rows
 
     def _reconcile(self) -> None:
@@ -258,6 +266,11 @@ class MonthLoader:
                     )
                     self._replace_month_rows("sensor_coverage", self.coverage, COVERAGE_COLUMNS)
                     self._replace_month_rows("reading_gaps", self.gaps, GAP_COLUMNS)
+                    self._replace_month_rows(
+                        "sensor_latest_readings",
+                        pl.DataFrame(self._latest, schema=LATEST_COLUMNS, orient="row"),
+                        LATEST_COLUMNS,
+                    )
                     self._finish_log(load_id, "succeeded", rows, None)
                 return
             except psycopg.errors.LockNotAvailable:

@@ -5,7 +5,8 @@ import dagster as dg
 from bangkok_pipeline.defs.ingestion.assets import HOURLY, READINGS
 from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource
-from bangkok_pipeline.lib import quality
+from bangkok_pipeline.lib import access, quality
+from bangkok_pipeline.lib.month_load import TABLES
 from bangkok_pipeline.lib.months import parse_month
 
 _COMPLETENESS_WARNING = 0.9
@@ -94,4 +95,31 @@ def aggregates_match_raw(
     )
 
 
-ingestion_checks = [reconciliation, coverage, aggregates_match_raw]
+@dg.asset_check(
+    asset=READINGS,
+    partitions_def=monthly_partitions,
+    description="No API role (bangkok_api, its members, PUBLIC) holds a privilege on any table "
+    "in schema partitions (this month's included), on the schema itself or on the load's side "
+    "tables, and Row Level Security is enabled and forced on every API-readable table: a "
+    "partition queried directly skips its parent's policies.",
+)
+def api_roles_cannot_bypass_rls(
+    context: dg.AssetCheckExecutionContext, database: PostgresResource
+) -> dg.AssetCheckResult:
+    month = parse_month(context.partition_key)
+    with database.connection() as conn:
+        leaks = access.privilege_leaks(conn)
+        gaps = access.rls_gaps(conn)
+    own = {f"partitions.{table.name(month)}" for table in TABLES}
+    return dg.AssetCheckResult(
+        passed=not leaks and not gaps,
+        metadata={
+            "privileges_found": len(leaks),
+            "on_this_month": len([leak for leak in leaks if leak.relation in own]),
+            "first_privileges": dg.MetadataValue.json([str(leak) for leak in leaks[:20]]),
+            "tables_without_forced_rls": dg.MetadataValue.json(gaps),
+        },
+    )
+
+
+ingestion_checks = [reconciliation, coverage, aggregates_match_raw, api_roles_cannot_bypass_rls]

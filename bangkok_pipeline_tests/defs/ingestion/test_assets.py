@@ -189,6 +189,7 @@ def test_metadata_and_checks_of_the_materialization(loaded: Loaded) -> None:
         "reconciliation": True,
         "coverage": checks["coverage"],
         "aggregates_match_raw": True,
+        "api_roles_cannot_bypass_rls": True,
     }
     assert loaded.query("SELECT bool_and(matches), count(*) > 0 FROM reconciliation") == [
         (True, True)
