@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
-from bangkok_pipeline import settings
+from bangkok_pipeline import cli_operations, settings
 from bangkok_pipeline.lib import api_bench, migrations, services
 from bangkok_pipeline.lib.database import (
     DatabaseUnavailable,
@@ -32,6 +32,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     migrations.MigrationError,
     MonthSpecError,
     services.ServiceError,
+    *cli_operations.EXPECTED_ERRORS,
 )
 
 
@@ -107,18 +108,22 @@ def _load(args: argparse.Namespace) -> int:
     from bangkok_pipeline.lib.headless import MonthOutcome, materialize_months
     from bangkok_pipeline.lib.instance import activate
 
-    source, has_data = _source(args.source)
-    months = parse_months(args.months or (ALL_MONTHS if has_data else SAMPLE_MONTHS))
+    if args.sample:
+        source, has_data = cli_operations.sample_source(args.source, args.months)
+    else:
+        source, has_data = _source(args.source)
+    months = parse_months(
+        args.months or (ALL_MONTHS if has_data and not args.sample else SAMPLE_MONTHS)
+    )
     url = _prepare(source, has_data, months, args.quiet)
     activate(url)
-    from bangkok_pipeline.definitions import defs
 
     def report(outcome: MonthOutcome) -> None:
         mark = "ok  " if outcome.success else "FAIL"
         print(f"{mark} {outcome.month}: {outcome.summary}", flush=True)
 
     print(f"loading {len(months)} month(s) from {source} into {describe(url)}", flush=True)
-    outcomes = materialize_months(defs, [month_key(m) for m in months], url, report)
+    outcomes = materialize_months([month_key(m) for m in months], url, report)
     failed = [o.month for o in outcomes if not o.success]
     print(
         f"{len(outcomes) - len(failed)} of {len(outcomes)} month(s) loaded"
@@ -130,10 +135,15 @@ def _load(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     """Everything `load` prepares, then the Dagster UI (and daemon) in the foreground."""
     services.ensure_port_free(args.host, args.port)
-    source, has_data = _source(None)
+    source, has_data = cli_operations.sample_source() if args.sample else _source(None)
     url = _prepare(source, has_data, parse_months(SAMPLE_MONTHS), quiet=False)
     home = settings.bangkok_home()
-    env = {**os.environ, "BANGKOK_HOME": str(home), "DATABASE_URL": url}
+    env = {
+        **settings.ALLOCATOR_ENVIRONMENT,
+        **os.environ,
+        "BANGKOK_HOME": str(home),
+        "DATABASE_URL": url,
+    }
     env.update(dagster_environment(url))
     logs = home / "logs"
     children = [services.webserver(args.host, args.port, logs)]
@@ -194,7 +204,13 @@ def _bench_api(args: argparse.Namespace) -> int:
         )
 
     results = api_bench.run_api_bench(
-        url, clients, args.seconds, args.warmup, functions or tuple(api_bench.SCRIPTS), progress
+        url,
+        clients,
+        args.seconds,
+        args.warmup,
+        functions or tuple(api_bench.SCRIPTS),
+        progress,
+        args.rounds,
     )
     print(api_bench.report(results))
     if args.explain:
@@ -247,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--source", help="directory of the CSV files (default: CUBEMS_SOURCE_DIR)")
     load.add_argument("--quiet", action="store_true", help="no progress bar while generating")
+    load.add_argument(
+        "--sample", action="store_true", help="load the sample week (all floors) for demos"
+    )
     load.set_defaults(handler=_load)
 
     up = commands.add_parser(
@@ -258,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-daemon",
         action="store_true",
         help="UI only: sensors and schedules do not tick, launched runs wait in the queue",
+    )
+    up.add_argument(
+        "--sample", action="store_true", help="watch the sample week (all floors) for demos"
     )
     up.set_defaults(handler=_up)
 
@@ -276,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--clients", default="1,8,16", help="concurrent clients, e.g. 1,8,16")
     api.add_argument("--seconds", type=int, default=10, help="per function, identity and count")
     api.add_argument("--warmup", type=int, default=3, help="unmeasured seconds first")
+    api.add_argument(
+        "--rounds", type=int, default=3, help="alternating api/owner slices per measurement"
+    )
     api.add_argument("--functions", help="comma-separated subset (default: all)")
     api.add_argument("--explain", metavar="FUNCTION", help="also print its plans (superuser)")
     api.set_defaults(handler=_bench_api)
@@ -294,10 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
         "url", help="print the database URL (starts the embedded server)"
     ).set_defaults(handler=_url)
     db_commands.add_parser("stop", help="stop the embedded server").set_defaults(handler=_stop)
+    cli_operations.add_db_commands(db_commands)
 
     commands.add_parser(
         "env", help="print shell exports for running `dagster` yourself"
     ).set_defaults(handler=_env)
+    cli_operations.add_commands(commands)
     return parser
 
 

@@ -79,3 +79,93 @@ def alert_webhook_url() -> str | None:
 def sensor_interval_seconds() -> int:
     """How often the source sensor looks at the files (`BANGKOK_SENSOR_INTERVAL_SECONDS`)."""
     return int(_env("BANGKOK_SENSOR_INTERVAL_SECONDS") or 60)
+
+
+class SettingError(ValueError):
+    """An environment variable whose value cannot be used; the message names it."""
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """`500MB`, `10 GB`, `1048576` -> bytes (binary units: 1 MB = 1024 * 1024 bytes)."""
+    cleaned = text.strip().upper().replace(" ", "").removesuffix("IB").removesuffix("I")
+    number = cleaned.rstrip("KMGTB")
+    unit = cleaned[len(number) :]
+    if unit and not unit.endswith("B"):
+        unit += "B"
+    try:
+        return int(float(number) * _SIZE_UNITS[unit])
+    except (KeyError, ValueError):
+        raise SettingError(
+            f"{text!r} is not a size; expected e.g. 500MB, 10GB or 1048576"
+        ) from None
+
+
+def database_budget_bytes() -> int:
+    """The database size that health compares against, warning at 80 % (`BANGKOK_DB_BUDGET`;
+    e.g. 500MB on a free hosted tier)."""
+    try:
+        return parse_size(_env("BANGKOK_DB_BUDGET") or "10GB")
+    except SettingError as error:
+        raise SettingError(f"BANGKOK_DB_BUDGET: {error}") from None
+
+
+def slow_statement_ms() -> float:
+    """Mean execution time above which health lists a statement (`BANGKOK_SLOW_STATEMENT_MS`)."""
+    return float(_env("BANGKOK_SLOW_STATEMENT_MS") or 500)
+
+
+def health_interval_seconds() -> int:
+    """How often the health sensor evaluates the database (`BANGKOK_HEALTH_INTERVAL_SECONDS`)."""
+    return int(_env("BANGKOK_HEALTH_INTERVAL_SECONDS") or 300)
+
+
+def premake_months() -> int:
+    """How many months after the newest loaded one get empty partitions ahead of time
+    (`BANGKOK_PREMAKE_MONTHS`)."""
+    return max(0, int(_env("BANGKOK_PREMAKE_MONTHS") or 2))
+
+
+def _optional_int(name: str) -> int | None:
+    value = _env(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingError(f"{name}={value!r} is not a whole number of months") from None
+
+
+def retain_raw_months() -> int | None:
+    """Months of raw readings kept in the database, counting back from the newest loaded month;
+    older months are archived to Parquet and dropped (`BANGKOK_RETAIN_RAW_MONTHS`; unset: all)."""
+    return _optional_int("BANGKOK_RETAIN_RAW_MONTHS")
+
+
+def retain_aggregate_months() -> int | None:
+    """Months of hourly and daily aggregates kept (`BANGKOK_RETAIN_AGGREGATE_MONTHS`; unset: all).
+    Only months whose raw readings are archived lose their aggregates; a restore rebuilds them."""
+    return _optional_int("BANGKOK_RETAIN_AGGREGATE_MONTHS")
+
+
+def archive_dir() -> Path:
+    """Where archived months are written as Parquet plus manifest (`BANGKOK_ARCHIVE_DIR`)."""
+    return Path(_env("BANGKOK_ARCHIVE_DIR") or bangkok_home() / "archive").expanduser().resolve()
+
+
+def backup_dir() -> Path:
+    """Where `db backup` writes when no --out is given (`BANGKOK_BACKUP_DIR`)."""
+    return Path(_env("BANGKOK_BACKUP_DIR") or bangkok_home() / "backups").expanduser().resolve()
+
+
+def backup_keep() -> int:
+    """How many backups `db backup` keeps in their directory (`BANGKOK_BACKUP_KEEP`)."""
+    return max(1, int(_env("BANGKOK_BACKUP_KEEP") or 7))
+
+
+# Polars' allocator (jemalloc) keeps freed pages for a while; a month load frees and reallocates
+# hundreds of MB between steps. Returning them promptly keeps a month under ~480 MB instead of
+# ~510 MB. Read when Polars loads, so it is set for the processes that run loads.
+ALLOCATOR_ENVIRONMENT = {"_RJEM_MALLOC_CONF": "dirty_decay_ms:1000,muzzy_decay_ms:0"}

@@ -67,3 +67,30 @@ def bangkok_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("BANGKOK_HOME", str(home))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated 2019-02 and 2019-03 of all seven floors, cut to each month's first two days
+    (~0.6 M readings a month): months small enough for the operations tests to load quickly."""
+    from datetime import date
+
+    from bangkok_pipeline.lib.generator import generate
+    from bangkok_pipeline.lib.sample import keep_first_days
+
+    out = tmp_path_factory.mktemp("tiny-source")
+    generate(out, [date(2019, 2, 1), date(2019, 3, 1)], seed=11)
+    (out / "manifest.json").unlink()
+    for path in sorted(out.glob("*Floor*.csv")):
+        keep_first_days(path, 2)
+    return out
+
+
+def load_directly(url: str, source: Path, month: str, home: Path) -> int:
+    """Extract, validate and load one month with the library (no Dagster); the rows loaded."""
+    from bangkok_pipeline.lib.ingest import extract_raw_month, load_month, validate_month
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        extract_raw_month(conn, source, month, home)
+        validate_month(month, home)
+        return load_month(conn, month, f"test-{month}", home).rows_loaded

@@ -1,14 +1,25 @@
 """Materialize month partitions through Dagster from the command line, as the UI would.
 
-The runs go through the `ingest_month` job of the project's Definitions against the persistent
-instance (runs, events and asset metadata land in Dagster's PostgreSQL storage and show in the UI).
+The runs go through the `ingest_month` job of the project's Definitions against the Dagster
+instance of the environment (for the CLI: the PostgreSQL-backed one, so runs, events and asset
+metadata show in the UI). Each month runs in a fresh child process: a month's load peaks near
+500 MB, and memory the allocators keep after one month must not pile up over eighteen.
 """
 
+import multiprocessing
+import os
+import resource
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import dagster as dg
 import psycopg
+
+from bangkok_pipeline import settings
+
+# Progress is our one line per month; Dagster's own console events only at warning and above.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass(frozen=True)
@@ -17,15 +28,17 @@ class MonthOutcome:
     success: bool
     run_id: str
     summary: str
+    peak_rss_mb: float
 
 
-def _summary(conn: psycopg.Connection, run_id: str) -> str:
-    row = conn.execute(
-        "SELECT rows_loaded, rows_quarantined, rows_read, "
-        "extract(epoch FROM finished_at - started_at) FROM load_log "
-        "WHERE run_id = %s AND status = 'succeeded' ORDER BY load_id DESC LIMIT 1",
-        (run_id,),
-    ).fetchone()
+def _summary(database_url: str, run_id: str) -> str:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT rows_loaded, rows_quarantined, rows_read, "
+            "extract(epoch FROM finished_at - started_at) FROM load_log "
+            "WHERE run_id = %s AND status = 'succeeded' ORDER BY load_id DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
     if row is None:
         return "no load recorded"
     loaded, quarantined, lines, seconds = row
@@ -47,22 +60,35 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     return "failed"
 
 
+def _run_month(month: str, database_url: str, ephemeral: bool) -> MonthOutcome:
+    """In the child: one `ingest_month` run for one partition."""
+    from bangkok_pipeline.definitions import defs
+
+    job = defs.resolve_job_def("ingest_month")
+    instance = dg.DagsterInstance.ephemeral() if ephemeral else dg.DagsterInstance.get()
+    with instance:
+        result = job.execute_in_process(
+            partition_key=month, instance=instance, raise_on_error=False, run_config=_QUIET
+        )
+    summary = _summary(database_url, result.run_id) if result.success else _failure(result)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return MonthOutcome(month, result.success, result.run_id, summary, peak)
+
+
 def materialize_months(
-    defs: dg.Definitions,
     months: list[str],
     database_url: str,
     report: Callable[[MonthOutcome], None] = lambda outcome: None,
+    ephemeral: bool = False,
 ) -> list[MonthOutcome]:
-    """Run `ingest_month` for each month in order; report each outcome as it lands."""
-    job = defs.resolve_job_def("ingest_month")
+    """Run `ingest_month` for each month in order, each in a fresh process; report each."""
     outcomes = []
-    with dg.DagsterInstance.get() as instance, psycopg.connect(database_url) as conn:
-        for month in months:
-            result = job.execute_in_process(
-                partition_key=month, instance=instance, raise_on_error=False
-            )
-            summary = _summary(conn, result.run_id) if result.success else _failure(result)
-            outcome = MonthOutcome(month, result.success, result.run_id, summary)
-            report(outcome)
-            outcomes.append(outcome)
+    for name, value in settings.ALLOCATOR_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)  # inherited by the spawned children
+    context = multiprocessing.get_context("spawn")
+    for month in months:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            outcome = pool.submit(_run_month, month, database_url, ephemeral).result()
+        report(outcome)
+        outcomes.append(outcome)
     return outcomes

@@ -44,7 +44,6 @@ COVERAGE_COLUMNS = (
     "longest_gap_minutes",
 )
 GAP_COLUMNS = ("sensor_id", "gap_start", "gap_end", "minutes")
-LATEST_COLUMNS = ("sensor_id", "ts", "value")
 
 
 class ReconciliationError(RuntimeError):
@@ -102,7 +101,7 @@ class MonthLoader:
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     timings: dict[str, float] = field(default_factory=dict)
     _database_figures: Figures = field(default_factory=dict)
-    _latest: list[tuple[object, ...]] = field(default_factory=list)  # LATEST_COLUMNS per sensor
+    _latest: list[tuple[int, datetime, float]] = field(default_factory=list)  # per sensor
 
     def run(self) -> MonthLoadResult:
         key = self.month.year * 100 + self.month.month
@@ -173,6 +172,20 @@ class MonthLoader:
             high=sql.Literal(high),
         )
 
+    def _own_like_parent(self, table: _Table) -> None:
+        """Give the new table its parent's owner (bangkok_loader once access control is
+        migrated): whichever login loads, any loader can later detach and drop the month."""
+        row = self.conn.execute(
+            "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
+            (table.parent,),
+        ).fetchone()
+        assert row is not None
+        self.conn.execute(
+            sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+                sql.Identifier("partitions", self._new(table)), sql.Identifier(row[0])
+            )
+        )
+
     def _build(self) -> int:
         """Create, fill, index and aggregate the new month in one transaction."""
         readings = sql.Identifier("partitions", self._new(READINGS))
@@ -180,6 +193,7 @@ class MonthLoader:
         with self.conn.transaction():
             for table in TABLES:
                 self.conn.execute(self._create(table))
+                self._own_like_parent(table)
             copy_sql = sql.SQL("COPY {} (ts, sensor_id, value) FROM STDIN (FORMAT BINARY)")
             with self.conn.cursor() as cursor:
                 with cursor.copy(copy_sql.format(readings)) as copy:
@@ -266,11 +280,7 @@ class MonthLoader:
                     )
                     self._replace_month_rows("sensor_coverage", self.coverage, COVERAGE_COLUMNS)
                     self._replace_month_rows("reading_gaps", self.gaps, GAP_COLUMNS)
-                    self._replace_month_rows(
-                        "sensor_latest_readings",
-                        pl.DataFrame(self._latest, schema=LATEST_COLUMNS, orient="row"),
-                        LATEST_COLUMNS,
-                    )
+                    self._replace_latest_readings()
                     self._finish_log(load_id, "succeeded", rows, None)
                 return
             except psycopg.errors.LockNotAvailable:
@@ -314,6 +324,20 @@ class MonthLoader:
         with self.conn.cursor().copy(statement) as copy:
             for row in rows.select(columns).iter_rows():
                 copy.write_row((self.month, *row))
+
+    def _replace_latest_readings(self) -> None:
+        """Each sensor's last reading of the month, for the query API (inside the swap)."""
+        self.conn.execute("DELETE FROM sensor_latest_readings WHERE month = %s", (self.month,))
+        sensor_ids, ts, values = zip(*self._latest, strict=True) if self._latest else ((), (), ())
+        self.conn.execute(
+            query("insert_month_latest_readings"),
+            {
+                "month": self.month,
+                "sensor_ids": list(sensor_ids),
+                "ts": list(ts),
+                "values": list(values),
+            },
+        )
 
     def _finish_log(self, load_id: int, status: str, rows: int | None, error: str | None) -> None:
         self.conn.execute(

@@ -1,7 +1,9 @@
-"""Readings as PostgreSQL binary COPY, built with numpy: no Python object per row.
+"""Readings in PostgreSQL's binary formats, built and read with numpy: no Python object per row.
 
 Binary COPY of (timestamptz, smallint, real) is 28 bytes a row and needs no text parsing on the
-server; numpy writes the big-endian tuples of a whole batch at once.
+server; numpy writes the big-endian tuples of a whole batch at once. Reading a month back (for
+its archive) goes the other way through one blob of send-format (timestamptz, real) pairs per
+sensor, because COPY TO would hand Python one message per row.
 """
 
 from collections.abc import Iterator
@@ -46,3 +48,20 @@ def copy_stream(batches: Iterator[pl.DataFrame]) -> Iterator[bytes]:
         if batch.height:
             yield encode(batch)
     yield TRAILER
+
+
+_PAIR = np.dtype([("ts", ">i8"), ("value", ">f4")])  # timestamptz_send || float4send
+
+
+def decode_pairs(sensor_id: int, pairs: bytes) -> pl.DataFrame:
+    """ts, sensor_id, value from one sensor's blob of (timestamptz, real) send-format pairs."""
+    rows = np.frombuffer(pairs, dtype=_PAIR)
+    return pl.DataFrame(
+        {
+            "ts": pl.Series("ts", rows["ts"].astype(np.int64) + _POSTGRES_EPOCH_US).cast(
+                pl.Datetime("us", "UTC")
+            ),
+            "sensor_id": pl.Series("sensor_id", np.full(rows.size, sensor_id, dtype=np.int16)),
+            "value": pl.Series("value", rows["value"].astype(np.float32)),
+        }
+    ).with_columns(pl.col("ts").dt.convert_time_zone("Asia/Bangkok"))

@@ -207,28 +207,30 @@ def test_nightly_schedule_requests_changed_months_and_the_latest(
             "VALUES ('2018-07-01', 'succeeded', %s, now())",
             (json.dumps({"month_digest": state["2018-07"]}),),
         )
-    context = dg.build_schedule_context(
+    # closed at the end: an unclosed context leaves the instance it opened registered
+    # as Dagster's current defs-state storage, which breaks later Definitions loads
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=BANGKOK_TZ),
         resources={
             "source": SourceDirectory(path=str(source)),
             "database": PostgresResource(database_url=migrated_url),
         },
-    )
-    requests = nightly_ingest_schedule(context)
-    assert isinstance(requests, list)
-    assert [r.partition_key for r in requests] == ["2018-08"]
-    assert requests[0].run_key == f"nightly:2026-11-23:2018-08:{state['2018-08']}"
+    ) as context:
+        requests = nightly_ingest_schedule(context)
+        assert isinstance(requests, list)
+        assert [r.partition_key for r in requests] == ["2018-08"]
+        assert requests[0].run_key == f"nightly:2026-11-23:2018-08:{state['2018-08']}"
 
-    with psycopg.connect(migrated_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO load_log (month, status, source_fingerprints, finished_at) "
-            "VALUES ('2018-08-01', 'succeeded', %s, now())",
-            (json.dumps({"month_digest": state["2018-08"]}),),
-        )
-    latest_only = nightly_ingest_schedule(context)
-    assert isinstance(latest_only, list)
-    assert [r.partition_key for r in latest_only] == ["2018-08"]
+        with psycopg.connect(migrated_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO load_log (month, status, source_fingerprints, finished_at) "
+                "VALUES ('2018-08-01', 'succeeded', %s, now())",
+                (json.dumps({"month_digest": state["2018-08"]}),),
+            )
+        latest_only = nightly_ingest_schedule(context)
+        assert isinstance(latest_only, list)
+        assert [r.partition_key for r in latest_only] == ["2018-08"]
 
 
 class _Hook(BaseHTTPRequestHandler):

@@ -1,0 +1,74 @@
+"""Health checks on the database asset: one check per concern of `bangkok-pipeline health`.
+
+The health sensor reports the same evaluations every few minutes without a run; these checks
+let anyone run them on demand from the UI (or the `database_health` job).
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.operations.assets import DATABASE
+from bangkok_pipeline.lib import health
+
+_DESCRIPTIONS = {
+    "database": "Reachable, and PostgreSQL 15 or newer.",
+    "migrations": "Every migration on disk applied, none unknown or edited.",
+    "connections": "Connections in use under 80 % of max_connections (critical from 95 %).",
+    "database_size": "Database size under 80 % of BANGKOK_DB_BUDGET (critical over it).",
+    "slow_statements": "No statement over BANGKOK_SLOW_STATEMENT_MS mean (pg_stat_statements).",
+    "loads": "Every month with source data loaded, none changed since, no failed latest load.",
+    "partitions": "Every loaded month's partitions attached or archived; no gaps.",
+    "staging": "No orphaned unattached tables in schema partitions, no stuck loads.",
+}
+
+HEALTH_CHECK_SPECS = [
+    dg.AssetCheckSpec(name=concern, asset=DATABASE, description=_DESCRIPTIONS[concern])
+    for concern in health.CONCERNS
+]
+
+
+def check_fields(finding: health.Finding) -> dict[str, object]:
+    """How a finding reads as an asset-check outcome: passed only when ok; critical is an error,
+    anything else a warning."""
+    return {
+        "passed": finding.status is health.Status.OK,
+        "severity": dg.AssetCheckSeverity.ERROR
+        if finding.status is health.Status.CRITICAL
+        else dg.AssetCheckSeverity.WARN,
+        "metadata": {
+            "status": finding.status.value,
+            "message": finding.message,
+            "details": dg.MetadataValue.json(finding.as_dict()["details"]),
+        },
+    }
+
+
+def evaluate(database: PostgresResource, source: SourceDirectory) -> health.Report:
+    """The health report for the configured database, never starting the embedded server."""
+    url, not_running = (
+        (database.database_url, None) if database.database_url else health.target_url()
+    )
+    return health.check_health(
+        url, source.directory(), health.Limits.from_settings(), not_running=not_running
+    )
+
+
+@dg.multi_asset_check(
+    name="database_health_checks",
+    specs=HEALTH_CHECK_SPECS,
+    description="Database health, one check per concern (see `bangkok-pipeline health`).",
+)
+def database_health(
+    database: PostgresResource, source: SourceDirectory
+) -> Iterator[dg.AssetCheckResult]:
+    for finding in evaluate(database, source).findings:
+        yield dg.AssetCheckResult(
+            asset_key=DATABASE,
+            check_name=finding.concern,
+            **check_fields(finding),  # type: ignore[arg-type]
+        )
+
+
+operations_checks = [database_health]

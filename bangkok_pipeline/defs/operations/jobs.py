@@ -1,0 +1,80 @@
+"""Jobs of the operations domain: health checks on demand, partition premake, retention."""
+
+import dagster as dg
+
+from bangkok_pipeline import settings
+from bangkok_pipeline.defs.ingestion.resources import PostgresResource
+from bangkok_pipeline.defs.operations.assets import DATABASE
+from bangkok_pipeline.defs.operations.checks import database_health
+from bangkok_pipeline.lib import archive, maintenance
+from bangkok_pipeline.lib.months import month_key
+
+database_health_job = dg.define_asset_job(
+    "database_health",
+    selection=dg.AssetSelection.checks(database_health),
+    description="Run every database health check now (the health sensor does it periodically).",
+)
+
+
+@dg.op(description="Create the missing partitions of the months after the newest loaded one.")
+def premake_partitions(context: dg.OpExecutionContext, database: PostgresResource) -> None:
+    with database.connection(autocommit=True) as conn:
+        report = maintenance.premake(conn, settings.premake_months())
+    context.log.info(report.summary())
+    if report.gaps:
+        context.log.warning(
+            f"gaps in the loaded range: {', '.join(month_key(m) for m in report.gaps)}"
+        )
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=DATABASE,
+            metadata={
+                "premake_window": [month_key(m) for m in report.window],
+                "created": report.created,
+                "skipped": report.skipped,
+                "gaps": [month_key(m) for m in report.gaps],
+            },
+        )
+    )
+
+
+@dg.job(
+    name="partition_maintenance",
+    description="Premake: empty partitions (readings and both aggregates) for the next "
+    "BANGKOK_PREMAKE_MONTHS months after the newest loaded month; idempotent; reports gaps.",
+)
+def partition_maintenance_job() -> None:
+    premake_partitions()
+
+
+@dg.op(description="Archive and drop the months the retention policy no longer keeps.")
+def apply_retention(context: dg.OpExecutionContext, database: PostgresResource) -> None:
+    raw, aggregates = settings.retain_raw_months(), settings.retain_aggregate_months()
+    if raw is None and aggregates is None:
+        context.log.info("no retention policy (BANGKOK_RETAIN_RAW_MONTHS unset): nothing to do")
+        return
+    with database.connection(autocommit=True) as conn:
+        plan = archive.apply_retention(
+            conn, settings.archive_dir(), raw, aggregates, report=context.log.info
+        )
+    context.log.info(plan.summary())
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=DATABASE,
+            metadata={
+                "archived": [month_key(m) for m in plan.archive],
+                "aggregates_dropped": [month_key(m) for m in plan.drop_aggregates],
+                "archive_dir": str(settings.archive_dir()),
+            },
+        )
+    )
+
+
+@dg.job(
+    name="retention",
+    description="Archive raw readings older than BANGKOK_RETAIN_RAW_MONTHS to Parquet (verified "
+    "before the partition is dropped); drop aggregates older than "
+    "BANGKOK_RETAIN_AGGREGATE_MONTHS of archived months. Does nothing without a policy.",
+)
+def retention_job() -> None:
+    apply_retention()
