@@ -1,9 +1,10 @@
 """Month partitions ahead of the data, and what schema `partitions` holds.
 
-Why premake: a month's first load creates its partitions itself, but anything else that writes
-into the parents (a backfill tool, a hand-run INSERT) needs the month's partition to exist, and
-creating partitions right when data arrives competes with readers for the parents' locks. So the
-maintenance job keeps empty partitions ready for the months after the newest loaded one.
+Why premake: there is no default partition, so a row for a month without a partition cannot be
+written through the parents at all. A month's load creates its partitions itself, but anything
+else that writes into the parents (a streaming writer, a backfill tool, a hand-run INSERT) needs
+the month to exist before its first row arrives; the maintenance job keeps empty partitions ready
+for the months after the newest loaded one and reports holes in the loaded range.
 
 A premade partition is an ordinary attached month: a later load replaces it by the same atomic
 swap as any loaded month (detach and drop it, attach the new table). The window is anchored on the

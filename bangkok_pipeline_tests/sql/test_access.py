@@ -41,7 +41,13 @@ NOW = datetime.now(UTC)
 TENANTS: dict[str, tuple[str, str, str, datetime, datetime | None] | None] = {
     "pro": ("main", "professional", "active", NOW - timedelta(days=30), None),
     "free": ("main", "free", "active", NOW - timedelta(days=30), NOW + timedelta(days=30)),
-    "expired": ("main", "professional", "active", NOW - timedelta(days=60), NOW - timedelta(1)),
+    "expired": (
+        "main",
+        "professional",
+        "active",
+        NOW - timedelta(days=60),
+        NOW - timedelta(days=1),
+    ),
     "cancelled": ("main", "professional", "cancelled", NOW - timedelta(days=30), None),
     "suspended": ("main", "professional", "suspended", NOW - timedelta(days=30), None),
     "future": ("main", "professional", "active", NOW + timedelta(days=1), None),
@@ -362,7 +368,12 @@ def test_tenants_neither_read_nor_write_each_other(world: World) -> None:
             "pro_admin", sql.SQL("SELECT DISTINCT tenant_id FROM {}").format(sql.Identifier(table))
         )
         assert tenants == [(pro.tenant_id,)], table
-    assert world.run("pro_admin", "SELECT 1 FROM sensors WHERE building_id = %s", (2,)) == []
+    assert (
+        world.run(
+            "pro_admin", "SELECT 1 FROM sensors WHERE building_id = %s", (world.other_building,)
+        )
+        == []
+    )
     assert world.run("other_admin", "SELECT sensor_id FROM sensors") == [(world.other_sensor,)]
     assert world.run("other_admin", "SELECT count(*) FROM sensor_readings") == [(0,)]
     assert world.run("other_admin", "SELECT * FROM api.latest_readings(%s)", (1,)) == []

@@ -217,20 +217,19 @@ AS $$
     WHERE u.user_id = auth.uid() AND (u.login_role IS NULL OR u.login_role = session_user)
 $$;
 
--- Buildings with an active subscription of the caller's tenant, and whether any of them is
--- professional (free + professional on one building: professional wins). Plain SQL, so it is
--- inlined into the definer functions below and runs with their rights.
-CREATE FUNCTION private.active_access()
-RETURNS TABLE (building_id smallint, everything boolean)
+-- The caller's tenant's subscriptions that are in force now: status active and
+-- starts_at <= now() < expires_at. Plain SQL, so it is inlined into the definer functions below
+-- and runs with their rights.
+CREATE FUNCTION private.active_subscriptions()
+RETURNS TABLE (building_id smallint, tier text)
 LANGUAGE sql STABLE
 AS $$
-    SELECT sub.building_id, bool_or(sub.tier = 'professional')
+    SELECT sub.building_id, sub.tier
     FROM public.app_users AS u
     JOIN public.subscriptions AS sub ON sub.tenant_id = u.tenant_id
     WHERE u.user_id = auth.uid() AND (u.login_role IS NULL OR u.login_role = session_user)
       AND sub.status = 'active' AND sub.starts_at <= now()
       AND (sub.expires_at IS NULL OR sub.expires_at > now())
-    GROUP BY sub.building_id
 $$;
 
 -- Per building, the sensors each tier sees as a bit mask: bit n is sensor_id n, 32768 bits (every
@@ -283,25 +282,25 @@ CREATE TRIGGER sensors_refresh_masks
 
 SELECT private.refresh_sensor_masks();
 
--- The sensors the caller may see, as one 32768-bit mask: the policies test a row with
--- get_bit(mask, sensor_id), O(1) per row whatever the plan, and the planner estimates
--- `get_bit(...) <> 0` as nearly all rows, so plans stay the owner's. NULL (nothing visible)
--- hides every row.
+-- The sensors the caller may see, as one 32768-bit mask: the OR of its subscriptions' masks (a
+-- free and a professional subscription to one building OR to the professional mask). Policies
+-- test a row with get_bit(mask, sensor_id), O(1) per row whatever the plan, and the planner
+-- estimates `get_bit(...) <> 0` as nearly all rows, so plans stay the owner's. NULL (nothing
+-- visible) hides every row.
 CREATE FUNCTION private.visible_sensor_mask() RETURNS bit
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
 AS $$
     SELECT bit_or(m.mask)
-    FROM private.active_access() AS a
+    FROM private.active_subscriptions() AS a
     JOIN private.building_sensor_masks AS m
-        ON m.building_id = a.building_id
-       AND m.tier = CASE WHEN a.everything THEN 'professional' ELSE 'free' END
+        ON m.building_id = a.building_id AND m.tier = a.tier
 $$;
 
 CREATE FUNCTION private.visible_building_ids() RETURNS smallint[]
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
 AS $$
-    SELECT coalesce(array_agg(a.building_id ORDER BY a.building_id), '{}')
-    FROM private.active_access() AS a
+    SELECT coalesce(array_agg(DISTINCT a.building_id), '{}')
+    FROM private.active_subscriptions() AS a
 $$;
 
 CREATE FUNCTION private.owned_building_ids() RETURNS smallint[]
