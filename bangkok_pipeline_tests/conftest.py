@@ -4,11 +4,15 @@ The server is the embedded one in a temporary BANGKOK_HOME, or the server of DAT
 that is set; either way each test (or test module) gets its own database, dropped afterwards.
 """
 
+import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -94,3 +98,31 @@ def load_directly(url: str, source: Path, month: str, home: Path) -> int:
         extract_raw_month(conn, source, month, home)
         validate_month(month, home)
         return load_month(conn, month, f"test-{month}", home).rows_loaded
+
+
+class _WebhookReceiver(BaseHTTPRequestHandler):
+    """Collects the JSON bodies POSTed to it, like a chat or paging webhook would."""
+
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """A local HTTP endpoint set as ALERT_WEBHOOK_URL; yields the alerts it received."""
+    handler = type("Receiver", (_WebhookReceiver,), {"received": []})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+    try:
+        yield handler.received
+    finally:
+        server.shutdown()

@@ -9,12 +9,11 @@ import json
 import os
 import shutil
 import stat
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg
@@ -233,54 +232,35 @@ def test_nightly_schedule_requests_changed_months_and_the_latest(
         assert [r.partition_key for r in latest_only] == ["2018-08"]
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_a_failed_run_is_recorded_and_posted_to_the_webhook(
     instance: dg.DagsterInstance,
     migrated_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    webhook: list[dict[str, Any]],
 ) -> None:
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
     monkeypatch.setenv("BANGKOK_HOME", str(tmp_path / "home"))
-    try:
-        result = dg.materialize(
-            [raw_readings],
-            partition_key="2018-07",
-            instance=instance,
-            resources={
-                "database": PostgresResource(database_url=migrated_url),
-                "source": SourceDirectory(path=str(tmp_path / "missing")),
-            },
-            raise_on_error=False,
-        )
-        assert not result.success
-        run = instance.get_run_by_id(result.run_id)
-        failure = result.get_run_failure_event()
-        context = dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alert_sensor",
-            dagster_instance=instance,
-            dagster_run=run,  # type: ignore[arg-type]
-            dagster_event=failure,
-            resources={"database": PostgresResource(database_url=migrated_url)},
-        ).for_run_failure()
-        run_failure_alert_sensor(context)
-    finally:
-        server.shutdown()
+    result = dg.materialize(
+        [raw_readings],
+        partition_key="2018-07",
+        instance=instance,
+        resources={
+            "database": PostgresResource(database_url=migrated_url),
+            "source": SourceDirectory(path=str(tmp_path / "missing")),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    run = instance.get_run_by_id(result.run_id)
+    failure = result.get_run_failure_event()
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_instance=instance,
+        dagster_run=run,  # type: ignore[arg-type]
+        dagster_event=failure,
+        resources={"database": PostgresResource(database_url=migrated_url)},
+    ).for_run_failure()
+    run_failure_alert_sensor(context)
     with psycopg.connect(migrated_url) as conn:
         row = conn.execute(
             "SELECT run_id, partition_key, failed_steps, error_summary, alerted FROM run_failures"
@@ -288,4 +268,4 @@ def test_a_failed_run_is_recorded_and_posted_to_the_webhook(
     assert row is not None
     assert row[0] == result.run_id and row[1] == "2018-07" and row[4] is True
     assert row[2] == ["raw_readings"]
-    assert _Hook.received and _Hook.received[-1]["run_id"] == result.run_id
+    assert webhook and webhook[-1]["run_id"] == result.run_id

@@ -3,10 +3,8 @@ per concern on `postgres_database` at first, then only for concerns whose status
 concern turning critical (a fake 1 MB budget) is posted to the webhook and recorded in
 health_alerts once, not at every evaluation, and its recovery is reported too."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg
@@ -18,19 +16,6 @@ from bangkok_pipeline.defs.operations.sensors import database_health_sensor
 from bangkok_pipeline.lib import health
 
 pytestmark = pytest.mark.integration
-
-
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def _evaluate(url: str, source: Path, cursor: str | None) -> dg.SensorResult:
@@ -48,40 +33,32 @@ def _evaluate(url: str, source: Path, cursor: str | None) -> dg.SensorResult:
 
 
 def test_critical_findings_are_evaluated_alerted_once_and_resolved(
-    migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    migrated_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook: list[dict[str, Any]],
 ) -> None:
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Hook.received = []
-    monkeypatch.setenv("ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
     monkeypatch.setenv("BANGKOK_DB_BUDGET", "1MB")
-    try:
-        first = _evaluate(migrated_url, tmp_path, None)
-        evaluations = {e.check_name: e for e in first.asset_events}  # type: ignore[union-attr]
-        assert list(evaluations) == list(health.CONCERNS)
-        assert all(e.asset_key == DATABASE for e in evaluations.values())  # type: ignore[union-attr]
-        size = evaluations["database_size"]
-        assert not size.passed and size.severity == dg.AssetCheckSeverity.ERROR  # type: ignore[union-attr]
-        assert evaluations["migrations"].passed  # type: ignore[union-attr]
-        assert [(a["concern"], a["status"]) for a in _Hook.received] == [
-            ("database_size", "critical")
-        ]
-        assert "bangkok_pipeline health: database_size is critical" in _Hook.received[0]["text"]
+    first = _evaluate(migrated_url, tmp_path, None)
+    evaluations = {e.check_name: e for e in first.asset_events}  # type: ignore[union-attr]
+    assert list(evaluations) == list(health.CONCERNS)
+    assert all(e.asset_key == DATABASE for e in evaluations.values())  # type: ignore[union-attr]
+    size = evaluations["database_size"]
+    assert not size.passed and size.severity == dg.AssetCheckSeverity.ERROR  # type: ignore[union-attr]
+    assert evaluations["migrations"].passed  # type: ignore[union-attr]
+    assert [(a["concern"], a["status"]) for a in webhook] == [("database_size", "critical")]
+    assert "bangkok_pipeline health: database_size is critical" in webhook[0]["text"]
 
-        second = _evaluate(migrated_url, tmp_path, first.cursor)
-        assert len(_Hook.received) == 1, "an ongoing critical concern is alerted once"
-        assert second.asset_events == [], "nothing changed: nothing reported"
+    second = _evaluate(migrated_url, tmp_path, first.cursor)
+    assert len(webhook) == 1, "an ongoing critical concern is alerted once"
+    assert second.asset_events == [], "nothing changed: nothing reported"
 
-        monkeypatch.setenv("BANGKOK_DB_BUDGET", "10GB")
-        third = _evaluate(migrated_url, tmp_path, second.cursor)
-        assert [(a["concern"], a["status"]) for a in _Hook.received][1:] == [
-            ("database_size", "resolved")
-        ]
-        assert third.skip_reason and third.skip_reason.skip_message == "health: all ok"
-        changed = [(e.check_name, e.passed) for e in third.asset_events]  # type: ignore[union-attr]
-        assert changed == [("database_size", True)]
-    finally:
-        server.shutdown()
+    monkeypatch.setenv("BANGKOK_DB_BUDGET", "10GB")
+    third = _evaluate(migrated_url, tmp_path, second.cursor)
+    assert [(a["concern"], a["status"]) for a in webhook][1:] == [("database_size", "resolved")]
+    assert third.skip_reason and third.skip_reason.skip_message == "health: all ok"
+    changed = [(e.check_name, e.passed) for e in third.asset_events]  # type: ignore[union-attr]
+    assert changed == [("database_size", True)]
     with psycopg.connect(migrated_url) as conn:
         rows = conn.execute(
             "SELECT concern, status, alerted FROM health_alerts ORDER BY alert_id"
