@@ -81,6 +81,19 @@ def sensor_interval_seconds() -> int:
     return int(_env("BANGKOK_SENSOR_INTERVAL_SECONDS") or 60)
 
 
+def max_shrink_share() -> float:
+    """The share of a floor's loaded readings a reload of the month may remove before it is
+    refused (`BANGKOK_MAX_SHRINK_SHARE`, 0.1; `--allow-shrink` overrides it once)."""
+    value = _env("BANGKOK_MAX_SHRINK_SHARE") or "0.1"
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise SettingError(f"BANGKOK_MAX_SHRINK_SHARE={value!r} is not a share between 0 and 1")
+    return share
+
+
 class SettingError(ValueError):
     """An environment variable whose value cannot be used; the message names it."""
 

@@ -93,11 +93,13 @@ def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def load_directly(url: str, source: Path, month: str, home: Path) -> int:
     """Extract, validate and load one month with the library (no Dagster); the rows loaded."""
     from bangkok_pipeline.lib.ingest import extract_raw_month, load_month, validate_month
+    from bangkok_pipeline.lib.layers import run_layers
 
+    layers = run_layers(month, f"test-{month}-{uuid.uuid4().hex[:6]}", home=home)
     with psycopg.connect(url, autocommit=True) as conn:
-        extract_raw_month(conn, source, month, home)
-        validate_month(month, home)
-        return load_month(conn, month, f"test-{month}", home).rows_loaded
+        extract_raw_month(conn, source, layers)
+        validate_month(layers)
+        return load_month(conn, layers).rows_loaded
 
 
 class _WebhookReceiver(BaseHTTPRequestHandler):

@@ -37,7 +37,7 @@ def _peak_rss_mb() -> float:
 
 
 def _iter(month: str) -> Iterator[pl.DataFrame]:
-    path = layer_dir("validated", month) / "readings.parquet"
+    path = layer_dir("validated", month) / "readings.parquet"  # published by the load
     for batch in pq.ParquetFile(path).iter_batches(batch_size=1_000_000):
         yield pl.from_arrow(batch)  # type: ignore[misc]
 

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 from bangkok_pipeline.lib.catalog import register_floor
 from bangkok_pipeline.lib.coverage import coverage_summary, gap_segments
 from bangkok_pipeline.lib.fingerprint import frame_fingerprints
-from bangkok_pipeline.lib.layers import layer_dir, read_json, replacing, write_json
+from bangkok_pipeline.lib.layers import RunLayers, read_json, replacing, write_json
 from bangkok_pipeline.lib.layout import DATE_COLUMN, Channel, parse_column, parse_file_name
-from bangkok_pipeline.lib.month_load import MonthLoader, MonthLoadResult
+from bangkok_pipeline.lib.month_load import MonthLoader, MonthLoadResult, ShrinkGuard
 from bangkok_pipeline.lib.months import minutes_in_month, parse_month
 from bangkok_pipeline.lib.readings import long_readings
 from bangkok_pipeline.lib.source import SourceError, raw_month_frame, read_source_lines
@@ -69,15 +69,15 @@ def source_files(source_dir: Path) -> tuple[list[Path], list[str]]:
     return files, skipped
 
 
-def extract_raw_month(
-    conn: psycopg.Connection, source_dir: Path, month: str, home: Path | None = None
-) -> RawMonth:
-    """Write the month's lines of every source file to the raw layer and register their sensors."""
+def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLayers) -> RawMonth:
+    """Write the month's lines of every source file to the run's raw layer and register their
+    sensors."""
+    month = layers.month
     files, skipped = source_files(source_dir)
     year = parse_month(month).year
     result = RawMonth(month, skipped=skipped)
     states: dict[str, FileState] = {}
-    with replacing(layer_dir("raw", month, home)) as folder:
+    with replacing(layers.write_dir("raw")) as folder:
         for path in files:
             source_file = parse_file_name(path.name)
             assert source_file is not None
@@ -205,9 +205,11 @@ def _validate_file(raw: pl.DataFrame, entry: dict[str, Any], month: str) -> _Fil
     return result
 
 
-def validate_month(month: str, home: Path | None = None) -> ValidatedMonth:
+def validate_month(layers: RunLayers) -> ValidatedMonth:
     """Raw layer -> validated layer, one file (and a few days of it) at a time to bound memory."""
-    manifest = read_json(layer_dir("raw", month, home) / "manifest.json")
+    month = layers.month
+    raw_dir = layers.read_dir("raw")
+    manifest = read_json(raw_dir / "manifest.json")
     first_day = parse_month(month)
     minutes = minutes_in_month(first_day)
     quarantines, fingerprints, gaps, coverages = [], [], [], []
@@ -216,7 +218,7 @@ def validate_month(month: str, home: Path | None = None) -> ValidatedMonth:
     floor_expected: dict[int, int] = {}
     bounds: list[object] = []
     schema = {"ts": pl.Datetime("us", "Asia/Bangkok"), "sensor_id": pl.Int16, "value": pl.Float32}
-    with replacing(layer_dir("validated", month, home)) as folder:
+    with replacing(layers.write_dir("validated")) as folder:
         writer = pq.ParquetWriter(
             folder / "readings.parquet",
             pl.DataFrame(schema=schema).to_arrow().schema,
@@ -225,9 +227,7 @@ def validate_month(month: str, home: Path | None = None) -> ValidatedMonth:
         for entry in sorted(
             manifest["files"], key=lambda f: min(f["sensor_ids"].values(), default=0)
         ):
-            raw = pl.read_parquet(
-                layer_dir("raw", month, home) / f"{Path(entry['file']).stem}.parquet"
-            )
+            raw = pl.read_parquet(raw_dir / f"{Path(entry['file']).stem}.parquet")
             checked = _validate_file(raw, entry, month)
             del raw
             valid = checked.valid
@@ -300,30 +300,36 @@ def _parquet_batches(path: Path) -> Callable[[], Iterator[pl.DataFrame]]:
     return batches
 
 
-def validated_summary(month: str, home: Path | None = None) -> dict[str, Any]:
-    """The counts `validate_month` recorded for a month (rows read, quarantined, bounds, ...)."""
-    summary: dict[str, Any] = read_json(layer_dir("validated", month, home) / "summary.json")
+def validated_summary(folder: Path) -> dict[str, Any]:
+    """The counts `validate_month` recorded in a validated layer (rows read, quarantined, ...)."""
+    summary: dict[str, Any] = read_json(folder / "summary.json")
     return summary
 
 
 def load_month(
-    conn: psycopg.Connection, month: str, run_id: str, home: Path | None = None
+    conn: psycopg.Connection,
+    layers: RunLayers,
+    is_live: Callable[[str], bool] = lambda run_id: True,
+    shrink: ShrinkGuard | None = None,
 ) -> MonthLoadResult:
-    """Validated layer -> PostgreSQL, atomically replacing the month."""
-    folder = layer_dir("validated", month, home)
-    summary = validated_summary(month, home)
+    """The run's validated layer -> PostgreSQL, atomically replacing the month; then the run's
+    layers become the month's published ones (`is_live` tells which other runs' to keep)."""
+    folder = layers.read_dir("validated")
+    summary = validated_summary(folder)
     started = time.perf_counter()
     result = MonthLoader(
         conn=conn,
-        month=parse_month(month),
+        month=parse_month(layers.month),
         batches=_parquet_batches(folder / "readings.parquet"),
         fingerprints=pl.read_parquet(folder / "fingerprints.parquet"),
         quarantine=pl.read_parquet(folder / "quarantine.parquet"),
         coverage=pl.read_parquet(folder / "coverage.parquet"),
         gaps=pl.read_parquet(folder / "gaps.parquet"),
-        run_id=run_id,
+        run_id=layers.run_id,
         source_fingerprints=summary["sources"],
         rows_read=summary["rows_read"],
+        shrink=shrink or ShrinkGuard(),
+        after_swap=lambda: layers.publish(is_live),
     ).run()
     result.timings["total"] = round(time.perf_counter() - started, 3)
     return result

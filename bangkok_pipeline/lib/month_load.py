@@ -50,6 +50,19 @@ class ReconciliationError(RuntimeError):
     """The database does not hold exactly the validated readings; nothing was swapped in."""
 
 
+class ShrinkError(RuntimeError):
+    """The new load would remove more of the loaded month than allowed; nothing was swapped in."""
+
+
+@dataclass(frozen=True)
+class ShrinkGuard:
+    """How much of a loaded month a reload may remove: no floor may lose more than `max_share`
+    of its readings (a floor that disappears loses all of them), unless `allow`."""
+
+    max_share: float = 0.1
+    allow: bool = False
+
+
 @dataclass(frozen=True)
 class _Table:
     """One partitioned parent and how its month partitions are bounded."""
@@ -98,6 +111,8 @@ class MonthLoader:
     run_id: str
     source_fingerprints: dict[str, object]
     rows_read: int
+    shrink: ShrinkGuard = field(default_factory=ShrinkGuard)
+    after_swap: Callable[[], None] = lambda: None  # called under the lock once swapped in
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     timings: dict[str, float] = field(default_factory=dict)
     _database_figures: Figures = field(default_factory=dict)
@@ -113,10 +128,12 @@ class MonthLoader:
                 self._timed("cleanup", self.drop_debris)
                 rows = self._timed("copy_index_aggregate", self._build)
                 self._timed("reconcile", self._reconcile)
+                self._timed("shrink_check", self._check_shrink)
                 self._timed("swap", lambda: self._swap(load_id, rows))
             except BaseException as error:
                 self._fail(load_id, error)
                 raise
+            self.after_swap()
             size = self.conn.execute(
                 "SELECT pg_total_relation_size(%s::regclass)",
                 (f"partitions.{READINGS.name(self.month)}",),
@@ -264,6 +281,30 @@ class MonthLoader:
             raise ReconciliationError(
                 f"month {self.month:%Y-%m}: the database differs from the validated frame for "
                 f"sensor(s) {mismatched[:10]}; see table reconciliation"
+            )
+
+    def _check_shrink(self) -> None:
+        """Refuse a build that would take more of a floor's loaded readings than allowed."""
+        if self.shrink.allow:
+            return
+        low, high = DAILY.bounds(self.month)
+        rows = self.conn.execute(
+            sql.SQL(query("select_floor_shrink")).format(
+                new_daily=sql.Identifier("partitions", self._new(DAILY))
+            ),
+            {"low": low, "high": high},
+        ).fetchall()
+        losses = [
+            f"floor {floor} from {loaded:,} to {new:,} readings ({new / loaded - 1:+.1%})"
+            for floor, loaded, new in rows
+            if loaded and (loaded - new) / loaded > self.shrink.max_share
+        ]
+        if losses:
+            raise ShrinkError(
+                f"{self.month:%Y-%m}: this load would shrink the loaded month: "
+                f"{'; '.join(losses)} (a floor may lose at most {self.shrink.max_share:.0%}, "
+                "BANGKOK_MAX_SHRINK_SHARE); nothing was changed. If that is intended, load "
+                "again with --allow-shrink (or run config allow_shrink: true)"
             )
 
     def _swap(self, load_id: int, rows: int) -> None:

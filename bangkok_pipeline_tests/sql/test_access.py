@@ -28,6 +28,7 @@ from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDi
 from bangkok_pipeline.lib import access, api_bench, migrations
 from bangkok_pipeline.lib.generator import generate
 from bangkok_pipeline.lib.ingest import load_month
+from bangkok_pipeline.lib.layers import run_layers
 from bangkok_pipeline.settings import BANGKOK_TZ
 from bangkok_pipeline_tests.conftest import new_database
 
@@ -239,7 +240,7 @@ def test_another_loader_login_replaces_the_month(world: World) -> None:
         second = access.create_login(conn, name, access.LOADER_ROLE, act_as_member=True)
     try:
         with psycopg.connect(second.url(world.url), autocommit=True) as conn:
-            load_month(conn, MONTH, "second-loader")
+            load_month(conn, run_layers(MONTH, "second-loader"))
         owned = world.owner("SELECT count(*) FROM pg_class WHERE relowner = %s::regrole", (name,))
         assert owned == [(0,)]  # its sessions act as bangkok_loader, which owns the partitions
     finally:

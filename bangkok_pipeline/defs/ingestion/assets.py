@@ -4,11 +4,12 @@ Grain of every asset: one Bangkok calendar month of the CU-BEMS files. The work 
 `bangkok_pipeline.lib.ingest`; these definitions add partitions, resources and metadata.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import dagster as dg
 
+from bangkok_pipeline import settings
 from bangkok_pipeline.defs.ingestion.partitions import month_backfill_policy, monthly_partitions
 from bangkok_pipeline.defs.ingestion.resources import (
     DATABASE_RETRY_POLICY,
@@ -22,7 +23,8 @@ from bangkok_pipeline.lib.ingest import (
     validate_month,
     validated_summary,
 )
-from bangkok_pipeline.lib.month_load import ReconciliationError
+from bangkok_pipeline.lib.layers import LayerMissing, RunLayers, run_layers
+from bangkok_pipeline.lib.month_load import ReconciliationError, ShrinkError, ShrinkGuard
 from bangkok_pipeline.lib.months import month_bounds, parse_month
 from bangkok_pipeline.settings import BANGKOK_TZ
 
@@ -39,6 +41,44 @@ class ValidationConfig(dg.Config):
     max_rejected_share: float = 0.02  # of non-empty cells; above it the month is not loaded
     min_floor_completeness: float = 0.5  # below it the floor's completeness check warns
     max_silence_hours: float = 2.0  # newest reading this much before month end (or now): warn
+
+
+class LoadConfig(dg.Config):
+    """Guards of the database step."""
+
+    allow_shrink: bool = False  # let a reload remove more of a floor than BANGKOK_MAX_SHRINK_SHARE
+
+
+def _run_layers(
+    context: dg.AssetExecutionContext, upstream: dg.AssetKey | None = None
+) -> RunLayers:
+    """This run's layers of the month; a re-execution also reads the layers of its parents, and
+    a run that does not materialize `upstream` at all reads the month's published layer."""
+    lineage: list[str] = []
+    parent = context.run.parent_run_id
+    while parent:
+        lineage.append(parent)
+        run = context.instance.get_run_by_id(parent)
+        parent = run.parent_run_id if run else None
+    selection = context.run.asset_selection
+    alone = upstream is not None and not lineage and selection is not None
+    return run_layers(
+        context.partition_key,
+        context.run_id,
+        tuple(lineage),
+        published_fallback=alone and upstream not in selection,  # type: ignore[operator]
+    )
+
+
+def _is_live(instance: dg.DagsterInstance) -> Callable[[str], bool]:
+    """Whether a run (by id) may still be going: its layers must not be removed under it.
+    A run this instance does not know (another instance on the same BANGKOK_HOME) counts."""
+
+    def live(run_id: str) -> bool:
+        run = instance.get_run_by_id(run_id)
+        return run is None or not run.is_finished
+
+    return live
 
 
 def _data_reaches_month_end(
@@ -74,10 +114,9 @@ def _data_reaches_month_end(
 def raw_readings(
     context: dg.AssetExecutionContext, database: PostgresResource, source: SourceDirectory
 ) -> dg.MaterializeResult:
-    month = context.partition_key
     try:
         with database.connection(autocommit=True) as conn:
-            raw = extract_raw_month(conn, source.directory(), month)
+            raw = extract_raw_month(conn, source.directory(), _run_layers(context))
     except IngestError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     for warning in raw.skipped:
@@ -121,7 +160,10 @@ def validated_readings(
     context: dg.AssetExecutionContext, config: ValidationConfig
 ) -> dg.MaterializeResult:
     month = context.partition_key
-    result = validate_month(month)
+    try:
+        result = validate_month(_run_layers(context, RAW))
+    except LayerMissing as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
     share_ok = result.rejected_share <= config.max_rejected_share
     summary = (
         f"{month}: {result.quarantined:,} of {result.readings + result.quarantined:,} cells "
@@ -200,17 +242,19 @@ def validated_readings(
     pool="bangkok_database",
 )
 def load_month_partitions(
-    context: dg.AssetExecutionContext, database: PostgresResource
+    context: dg.AssetExecutionContext, config: LoadConfig, database: PostgresResource
 ) -> Iterator[dg.MaterializeResult]:
     """COPY the validated month into fresh tables and swap them in with its aggregates."""
     month = context.partition_key
+    layers = _run_layers(context, VALIDATED)
+    shrink = ShrinkGuard(settings.max_shrink_share(), config.allow_shrink)
     try:
+        summary = validated_summary(layers.read_dir("validated"))
         with database.connection(autocommit=True) as conn:
-            result = load_month(conn, month, context.run_id)
-    except ReconciliationError as error:
+            result = load_month(conn, layers, _is_live(context.instance), shrink)
+    except (LayerMissing, ReconciliationError, ShrinkError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     seconds = result.timings["total"]
-    summary = validated_summary(month)
     expected = summary["expected_readings"]
     yield dg.MaterializeResult(
         asset_key=READINGS,

@@ -1,0 +1,16 @@
+-- Readings per floor of one month: as loaded (the attached daily partitions of the month's days)
+-- and as newly built (the unattached daily table being loaded).
+SELECT s.floor,
+       coalesce(sum(c.n) FILTER (WHERE c.loaded), 0)::bigint AS loaded,
+       coalesce(sum(c.n) FILTER (WHERE NOT c.loaded), 0)::bigint AS new
+FROM (
+    SELECT sensor_id, n, true AS loaded
+    FROM daily_sensor_stats
+    WHERE day >= %(low)s AND day < %(high)s
+    UNION ALL
+    SELECT sensor_id, n, false
+    FROM {new_daily}
+) AS c
+JOIN sensors AS s USING (sensor_id)
+GROUP BY s.floor
+ORDER BY s.floor
