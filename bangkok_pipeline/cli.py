@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from bangkok_pipeline import cli_operations, settings
-from bangkok_pipeline.lib import api_bench, migrations, services
+from bangkok_pipeline.lib import api_bench, migrations, sample, services
 from bangkok_pipeline.lib.database import (
     DatabaseUnavailable,
     connect,
@@ -19,16 +19,17 @@ from bangkok_pipeline.lib.database import (
 )
 from bangkok_pipeline.lib.embedded import EmbeddedServerError
 from bangkok_pipeline.lib.generator import GeneratorError, generate
+from bangkok_pipeline.lib.ingest import IngestError, source_files
 from bangkok_pipeline.lib.instance import dagster_environment, ensure_dagster_database
 from bangkok_pipeline.lib.months import MonthSpecError, month_key, parse_months
+from bangkok_pipeline.lib.source_state import DirectoryState, scan_directory
 
-ALL_MONTHS = f"{settings.DATA_FIRST_MONTH}..{settings.DATA_LAST_MONTH}"
-SAMPLE_MONTHS = "2018-07"
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     api_bench.ApiBenchError,
     DatabaseUnavailable,
     EmbeddedServerError,
     GeneratorError,
+    IngestError,
     migrations.MigrationError,
     MonthSpecError,
     services.ServiceError,
@@ -36,8 +37,13 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def _all_months() -> str:
+    """Every month partition, `2018-07..<CUBEMS_LAST_MONTH>`."""
+    return f"{settings.DATA_FIRST_MONTH}..{settings.last_month()}"
+
+
 def _generate(args: argparse.Namespace) -> int:
-    months = parse_months(args.months)
+    months = parse_months(args.months or _all_months())
     manifest = generate(
         Path(args.out), months, seed=args.seed, defects=args.defects, progress=not args.quiet
     )
@@ -80,25 +86,34 @@ def _revision(text: str | None) -> int | None:
     return int(text)
 
 
-def _source(option: str | None) -> tuple[Path, bool]:
-    """The CSV directory (exported as CUBEMS_SOURCE_DIR for Dagster) and whether it has files."""
-    source = Path(option).expanduser().resolve() if option else settings.source_dir()
-    os.environ["CUBEMS_SOURCE_DIR"] = str(source)
-    return source, source.is_dir() and any(source.glob("*Floor*.csv"))
+def _source(option: str | None) -> Path:
+    """The CSV directory: --source, else CUBEMS_SOURCE_DIR, else BANGKOK_HOME/source."""
+    return Path(option).expanduser().resolve() if option else settings.source_dir()
 
 
-def _prepare(source: Path, has_data: bool, months: list[date], quiet: bool) -> str:
-    """Database up and migrated, sample data when the source is empty, Dagster's database made:
-    what `load` and `up` both need first. Returns the pipeline database's URL."""
+def _months_with_data(source: Path) -> list[date]:
+    """The partitions for which the source files hold lines; months beyond them are reported."""
+    digests = scan_directory(source, DirectoryState(), settings.max_source_bytes()).state
+    found = sorted(digests.month_digests())
+    first, last = settings.DATA_FIRST_MONTH, settings.last_month()
+    beyond = [m for m in found if m > last]
+    if beyond:
+        print(
+            f"note: {source} also has lines of {', '.join(beyond)}, after the last partition "
+            f"{last}: set CUBEMS_LAST_MONTH={beyond[-1]} to load them"
+        )
+    months = [m for m in found if first <= m <= last]
+    if not months:
+        raise IngestError(f"the files in {source} hold no line of a month {first}..{last}")
+    return parse_months(",".join(months))
+
+
+def _prepare() -> str:
+    """Database up and migrated, Dagster's database made: what `load` and `up` both need first.
+    Returns the pipeline database's URL."""
     url = resolve_url()
     with connect(url, autocommit=True) as conn:
         migrations.migrate(conn)
-    if not has_data:
-        print(
-            f"no CU-BEMS files in {source}: generating sample data for "
-            f"{', '.join(month_key(m) for m in months)} (with defects)"
-        )
-        generate(source, months, defects=True, progress=not quiet)
     ensure_dagster_database(url)
     return url
 
@@ -109,13 +124,13 @@ def _load(args: argparse.Namespace) -> int:
     from bangkok_pipeline.lib.instance import activate
 
     if args.sample:
-        source, has_data = cli_operations.sample_source(args.source, args.months)
+        source = cli_operations.sample_source(args.source, args.months)
+        months = [sample.SAMPLE_MONTH]
     else:
-        source, has_data = _source(args.source)
-    months = parse_months(
-        args.months or (ALL_MONTHS if has_data and not args.sample else SAMPLE_MONTHS)
-    )
-    url = _prepare(source, has_data, months, args.quiet)
+        source = _source(args.source)
+        source_files(source)  # refuses, naming what it holds, a folder without CU-BEMS files
+        months = parse_months(args.months) if args.months else _months_with_data(source)
+    url = _prepare()
     activate(url)
 
     def report(outcome: MonthOutcome) -> None:
@@ -123,7 +138,9 @@ def _load(args: argparse.Namespace) -> int:
         print(f"{mark} {outcome.month}: {outcome.summary}", flush=True)
 
     print(f"loading {len(months)} month(s) from {source} into {describe(url)}", flush=True)
-    outcomes = materialize_months([month_key(m) for m in months], url, report)
+    outcomes = materialize_months(
+        [month_key(m) for m in months], url, source, report, allow_shrink=args.allow_shrink
+    )
     failed = [o.month for o in outcomes if not o.success]
     print(
         f"{len(outcomes) - len(failed)} of {len(outcomes)} month(s) loaded"
@@ -135,14 +152,19 @@ def _load(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     """Everything `load` prepares, then the Dagster UI (and daemon) in the foreground."""
     services.ensure_port_free(args.host, args.port)
-    source, has_data = cli_operations.sample_source() if args.sample else _source(None)
-    url = _prepare(source, has_data, parse_months(SAMPLE_MONTHS), quiet=False)
+    source = cli_operations.sample_source(args.source) if args.sample else _source(args.source)
+    try:
+        source_files(source)
+    except IngestError as error:
+        print(f"warning: {error}; the source sensor finds nothing to load until there is")
+    url = _prepare()
     home = settings.bangkok_home()
     env = {
         **settings.ALLOCATOR_ENVIRONMENT,
         **os.environ,
         "BANGKOK_HOME": str(home),
         "DATABASE_URL": url,
+        "CUBEMS_SOURCE_DIR": str(source),
     }
     env.update(dagster_environment(url))
     logs = home / "logs"
@@ -150,12 +172,18 @@ def _up(args: argparse.Namespace) -> int:
     if not args.no_daemon:
         children.append(services.daemon(logs))
     ui = services.ui_url(args.host, args.port)
+    exposure = services.exposure_warning(args.host, args.port)
+    if exposure:
+        print(exposure, file=sys.stderr, flush=True)
     print(f"starting {' and '.join(c.name for c in children)} (logs in {logs})", flush=True)
     with services.interrupt_on_sigterm():
         try:
             with services.running(children, env):
                 services.wait_until_answering(ui, children[0], others=children[1:])
-                print(f"Dagster UI: {ui}  (Ctrl-C stops it)", flush=True)
+                print(
+                    f"Dagster UI: {services.public_urls(args.host, args.port)}  (Ctrl-C stops it)",
+                    flush=True,
+                )
                 services.watch(children)
         except KeyboardInterrupt:
             pass
@@ -176,7 +204,6 @@ def _bench(args: argparse.Namespace) -> int:
         if args.source
         else (settings.bangkok_home() / "bench-source")
     )
-    os.environ["CUBEMS_SOURCE_DIR"] = str(source)
     keys = [month_key(m) for m in months]
     manifest = source / "manifest.json"
     if not args.source and (
@@ -186,7 +213,7 @@ def _bench(args: argparse.Namespace) -> int:
         generate(source, months, progress=not args.quiet)
     url = settings.database_url() or embedded_server().ensure_running()
     print(f"measuring {len(keys)} month(s) on {describe(url)}", flush=True)
-    print(report(run_ingest_bench(url, keys)))
+    print(report(run_ingest_bench(url, keys, source)))
     return 0
 
 
@@ -246,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="write stand-in CU-BEMS CSV files")
     generate.add_argument("--out", required=True, help="directory for {year}Floor{n}.csv")
-    generate.add_argument("--months", default=ALL_MONTHS, help=f"e.g. {ALL_MONTHS} or 2018-07")
+    generate.add_argument(
+        "--months", help="e.g. 2018-07..2019-12 or 2018-07 (default: every partition)"
+    )
     generate.add_argument("--seed", type=int, default=42)
     generate.add_argument(
         "--defects", action="store_true", help="inject every real-world defect kind at small rates"
@@ -255,24 +284,35 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(handler=_generate)
 
     load = commands.add_parser(
-        "load", help="load months through Dagster (generates sample data if there is none)"
+        "load", help="load months of the source files through Dagster, headless"
     )
     load.add_argument(
-        "--months",
-        help=f"e.g. 2018-07..2018-09 (default: all with data, or {SAMPLE_MONTHS} of sample data)",
+        "--months", help="e.g. 2018-07..2018-09 (default: every month the source files hold)"
     )
     load.add_argument("--source", help="directory of the CSV files (default: CUBEMS_SOURCE_DIR)")
     load.add_argument("--quiet", action="store_true", help="no progress bar while generating")
     load.add_argument(
-        "--sample", action="store_true", help="load the sample week (all floors) for demos"
+        "--sample",
+        action="store_true",
+        help="load the stand-in sample week (all floors), generated under BANGKOK_HOME",
+    )
+    load.add_argument(
+        "--allow-shrink",
+        action="store_true",
+        help="let a reload remove a floor or more than BANGKOK_MAX_SHRINK_SHARE of one",
     )
     load.set_defaults(handler=_load)
 
     up = commands.add_parser(
-        "up", help="database, migrations, sample data if none, then the Dagster UI until Ctrl-C"
+        "up", help="database, migrations, then the Dagster UI and daemon until Ctrl-C"
     )
     up.add_argument("--port", type=int, default=3000, help="UI port (default: 3000)")
-    up.add_argument("--host", default="127.0.0.1", help="UI address (default: 127.0.0.1)")
+    up.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="UI address (default: 127.0.0.1; the UI has no authentication, see README)",
+    )
+    up.add_argument("--source", help="directory the sensor watches (default: CUBEMS_SOURCE_DIR)")
     up.add_argument(
         "--no-daemon",
         action="store_true",
@@ -345,4 +385,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
+    try:
+        os.umask(settings.umask())  # inherited by the server, Dagster and every run
+    except settings.SettingError as error:
+        sys.exit(f"error: {error}")
     sys.exit(run())

@@ -7,7 +7,6 @@ archive, backup); the handlers only parse, call and print.
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import psycopg
@@ -39,9 +38,8 @@ def _migrated(url: str) -> psycopg.Connection:
     return conn
 
 
-def sample_source(*conflicting: str | None) -> tuple[Path, bool]:
-    """`--sample`: the sample week's directory (generated when missing), exported as
-    CUBEMS_SOURCE_DIR so Dagster (and `up`'s daemon) read it."""
+def sample_source(*conflicting: str | None) -> Path:
+    """`--sample`: the sample week's directory under BANGKOK_HOME, generated when missing."""
     if any(conflicting):
         raise sample.SampleError("--sample picks its own source and month; drop --source/--months")
     directory = settings.bangkok_home() / "sample"
@@ -52,8 +50,7 @@ def sample_source(*conflicting: str | None) -> tuple[Path, bool]:
             flush=True,
         )
         sample.write_sample(directory)
-    os.environ["CUBEMS_SOURCE_DIR"] = str(directory)
-    return directory, True
+    return directory
 
 
 def _health(args: argparse.Namespace) -> int:

@@ -81,6 +81,19 @@ def sensor_interval_seconds() -> int:
     return int(_env("BANGKOK_SENSOR_INTERVAL_SECONDS") or 60)
 
 
+def umask() -> int:
+    """The file-creation mask of `bangkok-pipeline` and the processes it starts
+    (`BANGKOK_UMASK`, octal, 077: what it writes under BANGKOK_HOME is private to its user)."""
+    value = _env("BANGKOK_UMASK") or "077"
+    try:
+        mask = int(value, 8)
+    except ValueError:
+        mask = -1
+    if not 0 <= mask <= 0o777:
+        raise SettingError(f"BANGKOK_UMASK={value!r} is not an octal mask such as 077 or 027")
+    return mask
+
+
 def max_shrink_share() -> float:
     """The share of a floor's loaded readings a reload of the month may remove before it is
     refused (`BANGKOK_MAX_SHRINK_SHARE`, 0.1; `--allow-shrink` overrides it once)."""

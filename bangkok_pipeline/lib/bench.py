@@ -18,12 +18,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import polars as pl
 import psycopg
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from bangkok_pipeline import settings
 from bangkok_pipeline.lib import migrations, pgcopy
 from bangkok_pipeline.lib.database import with_database
 from bangkok_pipeline.lib.headless import materialize_months
@@ -83,7 +85,7 @@ def floor(url: str, months: list[str]) -> dict[str, float]:
 def pipeline(url: str, months: list[str]) -> dict[str, float]:
     """The ingestion assets through Dagster, a fresh process per month as `load` runs them."""
     started = time.perf_counter()
-    outcomes = materialize_months(months, url, ephemeral=True)
+    outcomes = materialize_months(months, url, settings.source_dir(), ephemeral=True)
     seconds = time.perf_counter() - started
     failed = [o.month for o in outcomes if not o.success]
     if failed:
@@ -97,18 +99,18 @@ def pipeline(url: str, months: list[str]) -> dict[str, float]:
     }
 
 
-def _child(phase: str, url: str, months: list[str]) -> dict[str, float]:
+def _child(phase: str, url: str, months: list[str], source: Path) -> dict[str, float]:
     output = subprocess.run(
         [sys.executable, "-m", "bangkok_pipeline.lib.bench", phase, url, *months],
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, "DATABASE_URL": url},
+        env={**os.environ, "DATABASE_URL": url, "CUBEMS_SOURCE_DIR": str(source)},
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
-def run_ingest_bench(server_url: str, months: list[str]) -> dict[str, float]:
+def run_ingest_bench(server_url: str, months: list[str], source: Path) -> dict[str, float]:
     """Scratch database, layers prepared, then floor and pipeline as children."""
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(
@@ -120,8 +122,8 @@ def run_ingest_bench(server_url: str, months: list[str]) -> dict[str, float]:
     url = with_database(server_url, BENCH_DATABASE)
     with psycopg.connect(url, autocommit=True) as conn:
         migrations.migrate(conn)
-    pipeline_figures = _child("pipeline", url, months)  # also leaves the validated layers
-    floor_figures = _child("floor", url, months)
+    pipeline_figures = _child("pipeline", url, months, source)  # publishes validated layers
+    floor_figures = _child("floor", url, months, source)
     return {
         **{f"floor_{k}": v for k, v in floor_figures.items()},
         **{f"pipeline_{k}": v for k, v in pipeline_figures.items()},

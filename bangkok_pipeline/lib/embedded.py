@@ -147,7 +147,8 @@ class EmbeddedServer:
             directory.mkdir(parents=True, exist_ok=True)
             os.chown(directory, entry.pw_uid, entry.pw_gid)
             directory.chmod(0o700 if directory == self.pgdata else 0o755)
-        self.log_file.touch()
+        self.log_file.touch(mode=0o600)
+        self.log_file.chmod(0o600)  # failing statements are logged with their arguments
         os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
 
     def _run(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -44,7 +44,7 @@ from bangkok_pipeline.lib.signals import (
     stream,
     weather,
 )
-from bangkok_pipeline.settings import DATA_FIRST_MONTH, DATA_LAST_MONTH
+from bangkok_pipeline.settings import DATA_FIRST_MONTH
 
 BOM = b"\xef\xbb\xbf"
 MANIFEST = "manifest.json"
@@ -146,12 +146,10 @@ def _months(months: list[datetime.date]) -> list[datetime.date]:
     chosen = sorted({datetime.date(m.year, m.month, 1) for m in months})
     if not chosen:
         raise GeneratorError("no months to generate")
-    low, high = parse_month(DATA_FIRST_MONTH), parse_month(DATA_LAST_MONTH)
-    outside = [month_key(m) for m in chosen if not low <= m <= high]
+    low = parse_month(DATA_FIRST_MONTH)
+    outside = [month_key(m) for m in chosen if m < low]
     if outside:
-        raise GeneratorError(
-            f"{', '.join(outside)} outside the data ({DATA_FIRST_MONTH}..{DATA_LAST_MONTH})"
-        )
+        raise GeneratorError(f"{', '.join(outside)} before the data (from {DATA_FIRST_MONTH})")
     return chosen
 
 

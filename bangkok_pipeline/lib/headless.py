@@ -12,6 +12,8 @@ import resource
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg
@@ -60,7 +62,18 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     return "failed"
 
 
-def _run_month(month: str, database_url: str, ephemeral: bool) -> MonthOutcome:
+def _run_config(source: Path, allow_shrink: bool) -> dict[str, Any]:
+    """Quiet console, the source directory and the load's guard, as run configuration."""
+    return {
+        **_QUIET,
+        "resources": {"source": {"config": {"path": str(source)}}},
+        "ops": {"load_month": {"config": {"allow_shrink": allow_shrink}}},
+    }
+
+
+def _run_month(
+    month: str, database_url: str, ephemeral: bool, run_config: dict[str, Any]
+) -> MonthOutcome:
     """In the child: one `ingest_month` run for one partition."""
     from bangkok_pipeline.definitions import defs
 
@@ -68,7 +81,7 @@ def _run_month(month: str, database_url: str, ephemeral: bool) -> MonthOutcome:
     instance = dg.DagsterInstance.ephemeral() if ephemeral else dg.DagsterInstance.get()
     with instance:
         result = job.execute_in_process(
-            partition_key=month, instance=instance, raise_on_error=False, run_config=_QUIET
+            partition_key=month, instance=instance, raise_on_error=False, run_config=run_config
         )
     summary = _summary(database_url, result.run_id) if result.success else _failure(result)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -78,17 +91,21 @@ def _run_month(month: str, database_url: str, ephemeral: bool) -> MonthOutcome:
 def materialize_months(
     months: list[str],
     database_url: str,
+    source: Path,
     report: Callable[[MonthOutcome], None] = lambda outcome: None,
     ephemeral: bool = False,
+    allow_shrink: bool = False,
 ) -> list[MonthOutcome]:
-    """Run `ingest_month` for each month in order, each in a fresh process; report each."""
+    """Run `ingest_month` for each month in order, each in a fresh process, reading `source`;
+    report each."""
+    run_config = _run_config(source, allow_shrink)
     outcomes = []
     for name, value in settings.ALLOCATOR_ENVIRONMENT.items():
         os.environ.setdefault(name, value)  # inherited by the spawned children
     context = multiprocessing.get_context("spawn")
     for month in months:
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            outcome = pool.submit(_run_month, month, database_url, ephemeral).result()
+            outcome = pool.submit(_run_month, month, database_url, ephemeral, run_config).result()
         report(outcome)
         outcomes.append(outcome)
     return outcomes

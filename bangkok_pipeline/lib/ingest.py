@@ -65,8 +65,18 @@ def source_files(source_dir: Path) -> tuple[list[Path], list[str]]:
         else:
             files.append(path)
     if not files:
-        raise IngestError(f"no CU-BEMS files in {source_dir} (expected names like 2018Floor1.csv)")
+        raise IngestError(f"no CU-BEMS files in {source_dir}: {_holds(source_dir)}")
     return files, skipped
+
+
+def _holds(directory: Path, shown: int = 5) -> str:
+    """What a folder without CU-BEMS files holds instead, for the error that refuses it."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir())
+    expected = "expected {year}Floor{n}.csv files such as 2018Floor1.csv"
+    if not names:
+        return f"it is empty; {expected}"
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"it holds {', '.join(names[:shown])}{more}; {expected}"
 
 
 def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLayers) -> RawMonth:

@@ -3,7 +3,7 @@
 import re
 from datetime import date, datetime
 
-from bangkok_pipeline.settings import BANGKOK_TZ, DATA_FIRST_MONTH, DATA_LAST_MONTH
+from bangkok_pipeline.settings import BANGKOK_TZ, DATA_FIRST_MONTH, last_month
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -38,9 +38,11 @@ def month_range(first: date, last: date) -> list[date]:
 
 
 def parse_months(
-    spec: str, lowest: str = DATA_FIRST_MONTH, highest: str = DATA_LAST_MONTH
+    spec: str, lowest: str = DATA_FIRST_MONTH, highest: str | None = None
 ) -> list[date]:
-    """Read `2018-07..2019-12`, `2018-07`, or a comma list of either, within [lowest, highest]."""
+    """Read `2018-07..2019-12`, `2018-07`, or a comma list of either, within [lowest, highest]
+    (default: the month partitions, which `CUBEMS_LAST_MONTH` extends)."""
+    highest = highest or last_month()
     low, high = parse_month(lowest), parse_month(highest)
     months: set[date] = set()
     for part in filter(None, (p.strip() for p in spec.split(","))):
@@ -57,7 +59,8 @@ def parse_months(
     outside = sorted(m for m in months if not low <= m <= high)
     if outside:
         raise MonthSpecError(
-            f"{', '.join(month_key(m) for m in outside)} outside the data ({lowest}..{highest})"
+            f"{', '.join(month_key(m) for m in outside)} outside the month partitions "
+            f"({lowest}..{highest}; CUBEMS_LAST_MONTH moves their end)"
         )
     return sorted(months)
 

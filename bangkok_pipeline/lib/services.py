@@ -6,6 +6,7 @@ when either dies (and show why, from its log), and stop both together on Ctrl-C 
 child leads its own process group, so stopping it also stops the code servers it spawned.
 """
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -149,10 +150,42 @@ def daemon(log_dir: Path) -> Service:
     return Service("dagster-daemon", argv, log_dir / "daemon.log")
 
 
+_WILDCARDS = {"0.0.0.0", "::", ""}
+
+
 def ui_url(host: str, port: int) -> str:
-    """Where a browser reaches the UI; a wildcard bind is reached through loopback."""
-    reachable = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+    """Where this machine reaches the UI; a wildcard bind is reached through loopback."""
+    reachable = "127.0.0.1" if host in _WILDCARDS else host
     return f"http://{reachable}:{port}"
+
+
+def public_urls(host: str, port: int) -> str:
+    """Where people reach the UI, for the line `up` prints once it answers."""
+    if host in _WILDCARDS:
+        return f"http://{socket.getfqdn()}:{port} (all interfaces; here: {ui_url(host, port)})"
+    return ui_url(host, port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, port: int) -> str | None:
+    """The warning for a UI reachable from other machines: Dagster's UI has no login."""
+    if _is_loopback(host):
+        return None
+    where = "every network interface" if host in _WILDCARDS else host
+    return (
+        f"warning: the Dagster UI listens on {where}, port {port}, with no authentication: "
+        "anyone who can reach it can launch and cancel runs, change schedules and sensors, and "
+        "read run logs. Put it behind an authenticating reverse proxy (README: Exposing the UI), "
+        "or keep --host 127.0.0.1 and use an SSH tunnel"
+    )
 
 
 @contextmanager
