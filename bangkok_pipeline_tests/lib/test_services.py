@@ -1,7 +1,8 @@
 """Child-process handling behind `bangkok-pipeline up`, with stand-in Python children: a death
 is reported with its log's last lines, a stop reaches the whole process group, a taken port is
-refused up front, an installed wheel (no workspace.yaml) loads the module. The real webserver
-is exercised in test_ui.py."""
+refused up front, an installed wheel (no workspace.yaml) loads the module, a UI reachable from
+other machines is announced with its real URL and a warning. The real webserver is exercised in
+test_ui.py."""
 
 import os
 import socket
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bangkok_pipeline import settings
+from bangkok_pipeline.lib import services
 from bangkok_pipeline.lib.services import (
     Service,
     ServiceError,
@@ -80,3 +82,20 @@ def test_without_a_workspace_file_the_definitions_module_is_loaded(
     assert workspace_args() == ["-w", str(settings.PACKAGE_DIR.parent / "workspace.yaml")]
     monkeypatch.setattr(settings, "PACKAGE_DIR", tmp_path / "site-packages" / "bangkok_pipeline")
     assert workspace_args() == ["-m", "bangkok_pipeline.definitions"]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "ui.example.org"])
+def test_a_ui_reachable_from_other_machines_gets_its_real_url_and_a_warning(host: str) -> None:
+    warning = services.exposure_warning(host, 3000)
+    assert warning is not None and "no authentication" in warning
+    assert "reverse proxy" in warning
+    url = services.public_urls(host, 3000)
+    if host in {"0.0.0.0", "::"}:
+        assert url.startswith(f"http://{socket.getfqdn()}:3000") and "all interfaces" in url
+    else:
+        assert url == f"http://{host}:3000"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.5"])
+def test_a_loopback_ui_gets_no_warning(host: str) -> None:
+    assert services.exposure_warning(host, 3000) is None
