@@ -29,6 +29,7 @@ from bangkok_pipeline.lib.source import (
     raw_month_frame,
     read_source_lines,
 )
+from bangkok_pipeline.lib.source_state import read_file_state
 from bangkok_pipeline.lib.validation import PLAUSIBLE_RANGES, ReadingModel, validate_readings
 from bangkok_pipeline.settings import BANGKOK_TZ
 from bangkok_pipeline_tests.conftest import load_directly
@@ -187,6 +188,20 @@ def test_lines_of_another_year_or_before_the_first_partition_are_quarantined(
         ),
     ]
     assert validated_summary(MONTH, home)["rows_read"] == 72
+
+
+def test_misdated_lines_change_the_digest_of_the_month_that_quarantines_them(
+    tmp_path: Path,
+) -> None:
+    """The source sensor must reload the month holding them, not report a month 2018-06."""
+    body = minutes("2018-07-01 00:00:00", 3)
+    digests = []
+    for early in ("2018-06-30 23:58:00,1.0,2.0", "2018-06-30 23:59:00,1.0,2.0"):
+        path = write(tmp_path, {"2018Floor1.csv": [HEADER, early, *body, early]}) / "2018Floor1.csv"
+        state = read_file_state(path, 2018)
+        assert list(state.months) == ["2018-07"]
+        digests.append(state.months["2018-07"])
+    assert digests[0] != digests[1]
 
 
 @pytest.mark.integration
