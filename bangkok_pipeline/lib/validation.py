@@ -145,8 +145,9 @@ class ReadingModel(pa.DataFrameModel):
 
     @pa.check("ts", name="ts_on_whole_minute")
     def ts_on_whole_minute(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        ts = pl.col(data.key)
-        return data.lazyframe.select((ts.dt.second() == 0) & (ts.dt.microsecond() == 0))
+        # On the UTC epoch: Bangkok's offset (+07:00) is whole minutes, and this skips a local-time
+        # conversion that costs ~30x more (0.5 s a month)
+        return data.lazyframe.select(pl.col(data.key).dt.epoch("us") % 60_000_000 == 0)
 
     @pa.check("ts", name="ts_in_partition_month")
     def ts_in_partition_month(cls, data: pa.PolarsData) -> pl.LazyFrame:
