@@ -23,6 +23,8 @@ LINE_KINDS = (
     "out_of_range",
     "identical_duplicate",
     "conflicting_duplicate",
+    "misdated_row",
+    "off_minute_row",
 )
 KINDS = FILE_KINDS + LINE_KINDS
 
@@ -34,6 +36,8 @@ REASONS: dict[str, str] = {
     "out_of_range": "out_of_range",
     "conflicting_duplicate": "conflicting_duplicate",
     "truncated_last_line": "incomplete_last_line",
+    "misdated_row": "outside_partition",
+    "off_minute_row": "invalid_timestamp",
 }
 
 # The loader's own bounds, by unit: a conflicting value must stay plausible.
@@ -139,6 +143,17 @@ def _bad_timestamp(date_text: str, rng: np.random.Generator) -> str:
     return variants[int(rng.integers(len(variants)))]
 
 
+def _misdated(date_text: str, rng: np.random.Generator) -> str:
+    """A valid minute a year before or after: a line of another year than its file's."""
+    shift = 1 if rng.random() < 0.5 else -1
+    return f"{int(date_text[:4]) + shift:04d}{date_text[4:]}"
+
+
+def _off_minute(date_text: str, rng: np.random.Generator) -> str:
+    """The same minute with seconds other than 00: readings are one a minute."""
+    return f"{date_text[:17]}{int(rng.integers(1, 60)):02d}"
+
+
 @dataclass(frozen=True)
 class Chunk:
     """Where a month's rows of one file sit, and which fields may be corrupted."""
@@ -211,6 +226,9 @@ def _edit(kind: str, line: bytes, chunk: Chunk, rng: np.random.Generator) -> _Ed
         return _Edit(after=[(text, [defect(None, text.decode())])])
     if kind == "bad_timestamp":
         stamp = _bad_timestamp(fields[0], rng)
+        return _Edit(after=[(",".join([stamp, *fields[1:]]).encode(), [defect(None, stamp)])])
+    if kind in ("misdated_row", "off_minute_row"):
+        stamp = (_misdated if kind == "misdated_row" else _off_minute)(fields[0], rng)
         return _Edit(after=[(",".join([stamp, *fields[1:]]).encode(), [defect(None, stamp)])])
     if kind == "identical_duplicate":
         return _Edit(after=[(line, [defect(None, None)])])

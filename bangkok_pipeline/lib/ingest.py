@@ -16,17 +16,25 @@ import polars as pl
 import psycopg
 import pyarrow.parquet as pq
 
+from bangkok_pipeline import settings
 from bangkok_pipeline.lib.catalog import register_floor
 from bangkok_pipeline.lib.coverage import coverage_summary, gap_segments
 from bangkok_pipeline.lib.fingerprint import frame_fingerprints
 from bangkok_pipeline.lib.layers import RunLayers, read_json, replacing, write_json
-from bangkok_pipeline.lib.layout import DATE_COLUMN, Channel, parse_column, parse_file_name
+from bangkok_pipeline.lib.layout import (
+    BUILDING,
+    DATE_COLUMN,
+    FLOORS,
+    Channel,
+    parse_column,
+    parse_file_name,
+)
 from bangkok_pipeline.lib.month_load import MonthLoader, MonthLoadResult, ShrinkGuard
 from bangkok_pipeline.lib.months import minutes_in_month, parse_month
 from bangkok_pipeline.lib.readings import long_readings
-from bangkok_pipeline.lib.source import SourceError, raw_month_frame, read_source_lines
+from bangkok_pipeline.lib.source import SourceError, SourceText, raw_month_frame, read_source_lines
 from bangkok_pipeline.lib.source_state import DirectoryState, FileState, read_file_state
-from bangkok_pipeline.lib.validation import QUARANTINE_SCHEMA, validate_readings
+from bangkok_pipeline.lib.validation import QUARANTINE_SCHEMA, TS_DTYPE, validate_readings
 
 log = logging.getLogger(__name__)
 _BATCH_ROWS = 1_000_000
@@ -38,11 +46,20 @@ class IngestError(ValueError):
 
 @dataclass
 class RawMonth:
-    """What `extract_raw_month` read: per file its header facts, plus files it skipped."""
+    """What `extract_raw_month` read: per file its header facts, plus what it has to report.
+
+    `files` has an entry for every file of the month's year, including one without a line of
+    the month (`lines` 0: its sensors are expected, so its floor counts as 0 % complete), and
+    `without_lines` says which these are and why. `waiting` names lines and files dated after
+    the last partition (CUBEMS_LAST_MONTH): no month loads them until the partitions are
+    extended. `skipped` names files that are not CU-BEMS files at all.
+    """
 
     month: str
     files: list[dict[str, object]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    without_lines: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
     month_digest: str = ""  # source_state digest of the month across files, as sensors see it
 
     @property
@@ -51,19 +68,42 @@ class RawMonth:
 
 
 def source_files(source_dir: Path) -> tuple[list[Path], list[str]]:
-    """The `{year}Floor{n}.csv` files of a directory, and warnings for everything else in it."""
+    """The `{year}Floor{n}.csv` files of a directory, and warnings for everything else in it.
+
+    A file named for something no month can load is refused (`IngestError`, so every month fails
+    until it is removed or renamed, before any file is read or sensor registered): a floor the
+    building does not have (`layout.FLOORS`), whose sensors would be registered for good, or a
+    year before the first partition, whose lines no month would read.
+    """
     if not source_dir.is_dir():
         raise IngestError(f"source directory {source_dir} does not exist (set CUBEMS_SOURCE_DIR)")
-    files, skipped = [], []
+    files, skipped, refused = [], [], []
+    first_year = parse_month(settings.DATA_FIRST_MONTH).year
     for path in sorted(source_dir.iterdir()):
         if path.is_dir() or path.name.startswith(".") or path.name == "manifest.json":
             continue
-        if parse_file_name(path.name) is None:
+        named = parse_file_name(path.name)
+        if named is None:
             skipped.append(
                 f"{path.name}: not a CU-BEMS file name (expected {{year}}Floor{{n}}.csv)"
             )
+        elif named.floor not in FLOORS:
+            refused.append(
+                f"{path.name}: floor {named.floor} is not a floor of {BUILDING} "
+                f"(floors {FLOORS[0]}-{FLOORS[-1]})"
+            )
+        elif named.year < first_year:
+            refused.append(
+                f"{path.name}: year {named.year} is before the first partition "
+                f"{settings.DATA_FIRST_MONTH}"
+            )
         else:
             files.append(path)
+    if refused:
+        raise IngestError(
+            "; ".join(refused) + f": no month loads while such a file is in {source_dir}; "
+            "remove or rename it"
+        )
     if not files:
         raise IngestError(f"no CU-BEMS files in {source_dir}: {_holds(source_dir)}")
     return files, skipped
@@ -81,16 +121,31 @@ def _holds(directory: Path, shown: int = 5) -> str:
 
 def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLayers) -> RawMonth:
     """Write the month's lines of every source file to the run's raw layer and register their
-    sensors."""
+    sensors.
+
+    Every file of the month's year is read whole (lines are placed in months by
+    `source.month_of_lines`). Fails (`IngestError`, naming the file) on a file that cannot be
+    read, on a file in which no line has a Date that places it, and when no file has a line of
+    the month. A file without a line of the month still gets an (empty) raw layer, its sensors
+    and a `without_lines` report. Sensors are registered only after every file has been read,
+    so a month that fails registers none.
+    """
     month = layers.month
     files, skipped = source_files(source_dir)
     year = parse_month(month).year
+    last = settings.last_month()
     result = RawMonth(month, skipped=skipped)
     states: dict[str, FileState] = {}
+    pending: list[tuple[dict[str, object], int, list[Channel]]] = []
     with replacing(layers.write_dir("raw")) as folder:
         for path in files:
             source_file = parse_file_name(path.name)
             assert source_file is not None
+            if source_file.year > parse_month(last).year:
+                result.waiting.append(
+                    f"{path.name}: year {source_file.year} has no partition yet (the last is "
+                    f"{last}): raise CUBEMS_LAST_MONTH to load it"
+                )
             if source_file.year != year:
                 continue
             try:
@@ -101,38 +156,45 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
             except OSError as error:
                 raise IngestError(f"{path.name}: cannot read ({error.strerror})") from None
             raw = raw_month_frame(source, month)
+            result.waiting += _waiting_lines(source, last)
             if raw.is_empty():
-                continue
+                result.without_lines.append(_without_lines(source, source_file.floor, month))
             columns = [c for c in source.header if c != DATE_COLUMN]
             channels = [parse_column(source_file.floor, c) for c in columns]
             known: list[Channel] = [c for c in channels if c is not None]
-            sensors = register_floor(conn, source_file.floor, known)
             raw.write_parquet(folder / f"{path.stem}.parquet", compression="zstd")
             states[path.name] = state
-            result.files.append(
-                {
-                    "file": path.name,
-                    "floor": source_file.floor,
-                    "lines": raw.height,
-                    "header": list(source.header),
-                    "sensor_ids": {c.column: sensors.ids[c.column] for c in known},
-                    "sensor_kinds": {str(sensors.ids[c.column]): c.kind for c in known},
-                    "unknown_columns": [
-                        c for c, ch in zip(columns, channels, strict=True) if ch is None
-                    ],
-                    "bom": source.bom,
-                    "crlf": source.crlf,
-                    "incomplete_last_line": source.incomplete_last_line,
-                    "fingerprint": {
-                        "size": state.size,
-                        "mtime_ns": state.mtime_ns,
-                        "header_digest": state.header,
-                        "month_digest": state.months.get(month),
-                    },
-                }
+            entry: dict[str, object] = {
+                "file": path.name,
+                "floor": source_file.floor,
+                "lines": raw.height,
+                "header": list(source.header),
+                "unknown_columns": [
+                    c for c, ch in zip(columns, channels, strict=True) if ch is None
+                ],
+                "bom": source.bom,
+                "crlf": source.crlf,
+                "incomplete_last_line": source.incomplete_last_line,
+                "fingerprint": {
+                    "size": state.size,
+                    "mtime_ns": state.mtime_ns,
+                    "header_digest": state.header,
+                    "month_digest": state.months.get(month),
+                },
+            }
+            result.files.append(entry)
+            pending.append((entry, source_file.floor, known))
+            del source, raw
+        if not result.lines:
+            reasons = "; ".join(result.without_lines)
+            raise IngestError(
+                f"no source rows for {month} in {source_dir}: nothing to load"
+                + (f" ({reasons})" if reasons else "")
             )
-        if not result.files:
-            raise IngestError(f"no source rows for {month} in {source_dir}: nothing to load")
+        for entry, floor, known in pending:
+            sensors = register_floor(conn, floor, known)
+            entry["sensor_ids"] = {c.column: sensors.ids[c.column] for c in known}
+            entry["sensor_kinds"] = {str(sensors.ids[c.column]): c.kind for c in known}
         result.month_digest = DirectoryState(states).month_digests().get(month, "")
         write_json(
             folder / "manifest.json",
@@ -140,10 +202,34 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
                 "month": month,
                 "files": result.files,
                 "skipped": skipped,
+                "without_lines": result.without_lines,
+                "waiting": result.waiting,
                 "month_digest": result.month_digest,
             },
         )
     return result
+
+
+def _waiting_lines(source: SourceText, last: str) -> list[str]:
+    """Reports of a file's lines dated after the last partition: they wait for CUBEMS_LAST_MONTH
+    to be raised (their own month loads them then), neither misplaced nor quarantined."""
+    return [
+        f"{source.name}: {lines:,} lines of {month} have no partition yet (the last is {last}): "
+        "raise CUBEMS_LAST_MONTH to load them"
+        for month, lines in source.lines_by_month().items()
+        if month > last
+    ]
+
+
+def _without_lines(source: SourceText, floor: int, month: str) -> str:
+    """Why a file of the month's year contributes no line to it (its floor then counts as 0 %)."""
+    months = source.months()
+    if not months:
+        found = "header only, no data lines"
+    else:
+        span = months[0] if len(months) == 1 else f"{months[0]}..{months[-1]}"
+        found = f"no line of {month}, its {source.lines.height:,} lines are of {span}"
+    return f"{source.name}: {found}: floor {floor} has no readings for {month}"
 
 
 @dataclass
@@ -187,6 +273,9 @@ def _day_slices(raw: pl.DataFrame) -> list[pl.DataFrame]:
     return [part.drop("_slice") for part in keyed.partition_by("_slice", maintain_order=True)]
 
 
+_VALID_SCHEMA = {"ts": TS_DTYPE, "sensor_id": pl.Int16, "value": pl.Float32}
+
+
 @dataclass
 class _FileResult:
     valid: pl.DataFrame  # ts, sensor_id, value (Float32), sorted by sensor and time
@@ -198,6 +287,10 @@ class _FileResult:
 
 
 def _validate_file(raw: pl.DataFrame, entry: dict[str, Any], month: str) -> _FileResult:
+    if raw.is_empty():  # a file without a line of the month: no readings, its floor 0 % complete
+        return _FileResult(
+            pl.DataFrame(schema=_VALID_SCHEMA), pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        )
     kinds = {int(k): v for k, v in entry["sensor_kinds"].items()}
     valid_parts, quarantine_parts = [], []
     result = _FileResult(pl.DataFrame(), pl.DataFrame())

@@ -16,13 +16,12 @@ from bangkok_pipeline.lib.source import (
     LINE_NO,
     NOT_PLAIN_TEXT,
     RAW_LINE,
-    timestamp_text_valid,
+    timestamp_problem,
 )
 from bangkok_pipeline.lib.validation import (
     CONFLICTING_DUPLICATE,
     INCOMPLETE_LAST_LINE,
     INVALID_NUMBER,
-    INVALID_TIMESTAMP,
     QUARANTINE_SCHEMA,
     TIME_ZONE,
     TS_DTYPE,
@@ -122,6 +121,9 @@ def long_readings(
 
     Columns are matched by name, so their order in the file does not matter; columns missing from
     `sensor_ids` (unknown to the layout) are skipped here and stay only in the raw layer.
+    A line whose Date does not place it (`source.timestamp_problem`: not `YYYY-MM-DD HH:MM:SS`,
+    seconds other than 00, another year than the file name's, before the first partition) is
+    quarantined whole as `invalid_timestamp` or `outside_partition`, with what was expected.
     A (sensor, timestamp) on several lines keeps the last line's value; earlier equal values are
     counted as identical duplicates, earlier different ones quarantined as conflicting.
     `floor` is not needed for parsing; it is accepted so callers pass one file's identity whole.
@@ -131,29 +133,27 @@ def long_readings(
     parts = [_broken_lines(raw, source_file, month, len(header))]
 
     date = pl.col(DATE_COLUMN)
+    reason, detail = timestamp_problem(date, source_file)
     split = raw.filter(pl.col(RAW_LINE).is_null()).with_columns(
-        pl.when(timestamp_text_valid(date))
-        .then(date.str.strptime(pl.Datetime("us"), TIMESTAMP_FORMAT, strict=False))
-        .dt.replace_time_zone(TIME_ZONE)
-        .alias("_ts")
+        reason.alias("_reason"), detail.alias("_detail")
     )
-    bad_ts = split.filter(pl.col("_ts").is_null())
     parts.append(
         _records(
-            bad_ts,
+            split.filter(pl.col("_reason").is_not_null()),
             source_file,
             month,
-            INVALID_TIMESTAMP,
+            pl.col("_reason"),
             pl.lit(None),
             pl.concat_str([pl.col(name) for name in header], separator=","),
-            pl.format(
-                ": Date {} is not a timestamp YYYY-MM-DD HH:MM:SS",
-                pl.format("'{}'", date),
-            ),
+            pl.format(": {}", pl.col("_detail")),
         )
     )
-    timed = split.filter(pl.col("_ts").is_not_null()).select(
-        LINE_NO, pl.col("_ts").alias("ts"), *sensor_columns
+    timed = split.filter(pl.col("_reason").is_null()).select(
+        LINE_NO,
+        date.str.strptime(pl.Datetime("us"), TIMESTAMP_FORMAT, strict=False)
+        .dt.replace_time_zone(TIME_ZONE)
+        .alias("ts"),
+        *sensor_columns,
     )
     del split
 

@@ -3,6 +3,13 @@
 Grain: a `SourceText` holds every physical line of one `{year}Floor{n}.csv`; `raw_month_frame`
 cuts out the lines of one month as one row per line with every header column kept as text, so
 the original lines can be rebuilt exactly and nothing is lost before parsing.
+
+Placement rule (`month_of_lines`): a line belongs to the month of its own Date only when that
+Date places it (`timestamp_places_line`): a real `YYYY-MM-DD HH:MM:SS` on a whole minute (seconds
+`00`), in the year of the file name, and not before the first partition (`DATA_FIRST_MONTH`).
+Every other line goes with its neighbours, like a broken line, and is quarantined in that month
+with the reason `timestamp_problem` gives. A file in which no line is placed cannot be loaded at
+all: `read_source_lines` raises `SourceError` naming its first data line.
 """
 
 import mmap
@@ -12,7 +19,9 @@ from pathlib import Path
 
 import polars as pl
 
-from bangkok_pipeline.lib.layout import DATE_COLUMN, TIMESTAMP_FORMAT
+from bangkok_pipeline.lib.layout import DATE_COLUMN, TIMESTAMP_FORMAT, parse_file_name
+from bangkok_pipeline.lib.validation import INVALID_TIMESTAMP, OUTSIDE_PARTITION
+from bangkok_pipeline.settings import DATA_FIRST_MONTH
 
 RAW_LINE = "raw_line"
 INCOMPLETE = "incomplete"
@@ -27,6 +36,8 @@ _BINARY_PROBE = 64 * 1024
 # (decoded to U+FFFD) mean a line is not plain CSV text and cannot be split faithfully on ','.
 NOT_PLAIN_TEXT = r"[\x00-\x08\x0A-\x1F\x7F\x22\x{FFFD}]"
 TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:[0-5]\d$"
+EXPECTED_TIMESTAMP = "YYYY-MM-DD HH:MM:SS"
+_QUOTED_CHARACTERS = 60  # of a line quoted in an error message
 
 
 class SourceError(ValueError):
@@ -38,8 +49,9 @@ class SourceText:
     """Every line of one source file, decoded, with what was stripped recorded as flags.
 
     `lines` has one row per data line: `line_no` (Int64, physical, header = 1), `line` (String,
-    without line ending) and `month` (`YYYY-MM` from `month_of_lines`; null only when no line
-    of the file carries a valid timestamp).
+    without line ending) and `month` (`YYYY-MM` from `month_of_lines`; never null: a file in
+    which no line is placed is refused by `read_source_lines`). `year` is the file name's year
+    (None for a name that is not `{year}Floor{n}.csv`: then any year places a line).
     """
 
     path: Path
@@ -48,6 +60,7 @@ class SourceText:
     bom: bool
     crlf: bool
     incomplete_last_line: bool
+    year: int | None = None
 
     @property
     def name(self) -> str:
@@ -57,9 +70,10 @@ class SourceText:
         """The months that have at least one line, in order."""
         return self.lines.get_column("month").drop_nulls().unique().sort().to_list()
 
-    def orphan_lines(self) -> int:
-        """Lines no month can claim (no line of the file has a valid timestamp)."""
-        return self.lines.get_column("month").null_count()
+    def lines_by_month(self) -> dict[str, int]:
+        """Data lines per month, in order."""
+        counts = self.lines.group_by("month").len().drop_nulls("month").sort("month")
+        return dict(counts.iter_rows())  # type: ignore[arg-type]
 
 
 def _free_separator(path: Path) -> str | None:
@@ -104,7 +118,9 @@ def read_source_lines(path: Path) -> SourceText:
     """Read a whole source file at once (polars' CSV reader does the line splitting in Rust).
 
     Raises `SourceError` naming the file (and line 1 for header problems) for an empty file,
-    binary or non-UTF-8 content, or a header that does not start with `Date`.
+    binary or non-UTF-8 content, a header that does not start with `Date` or has an unnamed
+    column, and for data lines of which not one has a Date that places it (see the module
+    docstring): such a file is in another timestamp format or of another year as a whole.
     """
     path = Path(path)
     with path.open("rb") as handle:
@@ -125,8 +141,28 @@ def read_source_lines(path: Path) -> SourceText:
         {LINE_NO: pl.int_range(2, lines.len() + 1, dtype=pl.Int64, eager=True), "line": lines[1:]}
     )
     incomplete = incomplete and data.height > 0
-    data = data.with_columns(month=month_of_lines(data, incomplete))
-    return SourceText(path, header, data, head.startswith(_BOM), crlf, incomplete)
+    named = parse_file_name(path.name)
+    year = named.year if named else None
+    data = data.with_columns(month=month_of_lines(data, incomplete, year))
+    if data.height and data.get_column("month").null_count() == data.height:
+        raise SourceError(_nothing_placed(path.name, data, year))
+    return SourceText(path, header, data, head.startswith(_BOM), crlf, incomplete, year)
+
+
+def _nothing_placed(name: str, data: pl.DataFrame, year: int | None) -> str:
+    """One line: the file, its first data line (number, text, what is wrong), what is expected."""
+    line_no, text = data.row(0)[:2]
+    date = pl.col("line").str.extract(r"^([^,]*)", 1)
+    _, problem = timestamp_problem(date, name)
+    why = pl.DataFrame({"line": [text]}).select(problem).item()
+    quoted = text if len(text) <= _QUOTED_CHARACTERS else text[:_QUOTED_CHARACTERS] + "…"
+    where = f"in {year}, " if year is not None else ""
+    return (
+        f"{name}: none of its {data.height:,} data lines has a Date that places it in a month, "
+        f"so nothing of it can be loaded; line {line_no}: {quoted!r}"
+        f"{f' ({why})' if why else ''}; expected Date as {EXPECTED_TIMESTAMP} on a whole "
+        f"minute, {where}from {DATA_FIRST_MONTH} on"
+    )
 
 
 def _header(name: str, line: str) -> tuple[str, ...]:
@@ -140,7 +176,13 @@ def _header(name: str, line: str) -> tuple[str, ...]:
     if pl.select(pl.lit(line).str.contains(NOT_PLAIN_TEXT)).item():
         raise SourceError(f"{name} line 1: header has quotes or control characters: {line!r}")
     seen: set[str] = set()
-    for field in fields:
+    for number, field in enumerate(fields, start=1):
+        if not field:
+            trailing = " (the header ends with ',')" if number == len(fields) else ""
+            raise SourceError(
+                f"{name} line 1: column {number} has no name{trailing}; every column needs a "
+                "name such as z1_Light(kW): remove the empty column"
+            )
         if field in seen:
             raise SourceError(f"{name} line 1: column {field!r} appears twice")
         if field in RESERVED_COLUMNS:
@@ -155,18 +197,87 @@ def timestamp_text_valid(text: pl.Expr) -> pl.Expr:
     return text.str.contains(TIMESTAMP_SHAPE) & parsed.is_not_null()
 
 
-def month_of_lines(lines: pl.DataFrame, incomplete_last_line: bool = False) -> pl.Series:
-    """`YYYY-MM` for each line: its own Date when valid, else the nearest valid line's month.
+def timestamp_places_line(
+    date: pl.Expr, year: int | None, first_month: str = DATA_FIRST_MONTH
+) -> pl.Expr:
+    """True where a Date text places its line in its own month: a real `YYYY-MM-DD HH:MM:SS`
+    on a whole minute (readings are one a minute: seconds `00`), in `year` (the file name's;
+    None: any) and not before `first_month`, the first partition.
 
-    Forward fill first (a broken line belongs with what precedes it), then backward fill for
-    broken lines at the top of the file. An unfinished last line is placed like a broken one,
-    whatever its Date says: where a half-written line lands must not depend on where it was cut
-    (the generator's manifest counts it in the month of the line before). Null only when no line
-    has a valid timestamp.
+    A line dated after the last partition (`settings.last_month()`) but in the file's year is
+    placed too: it waits, reported, for the partitions to be extended (CUBEMS_LAST_MONTH).
+    """
+    placed = (
+        timestamp_text_valid(date)
+        & (date.str.slice(17, 2) == "00")
+        & (date.str.slice(0, 7) >= first_month)
+    )
+    return placed if year is None else placed & (date.str.slice(0, 4) == f"{year:04d}")
+
+
+def timestamp_problem(
+    date: pl.Expr, source_file: str, first_month: str = DATA_FIRST_MONTH
+) -> tuple[pl.Expr, pl.Expr]:
+    """(reason, detail) for a Date text that does not place its line; both null where it does.
+
+    `invalid_timestamp`: not a real `YYYY-MM-DD HH:MM:SS`, or seconds other than `00`;
+    `outside_partition`: a valid minute in another year than the file name's, or before the
+    first partition. The year comes from `source_file` (`{year}Floor{n}.csv`; else any year).
+    """
+    named = parse_file_name(source_file)
+    malformed = ~timestamp_text_valid(date)
+    off_minute = date.str.slice(17, 2) != "00"
+    other_year = date.str.slice(0, 4) != f"{named.year:04d}" if named is not None else pl.lit(False)
+    early = date.str.slice(0, 7) < first_month
+    reason = (
+        pl.when(malformed | off_minute)
+        .then(pl.lit(INVALID_TIMESTAMP))
+        .when(other_year | early)
+        .then(pl.lit(OUTSIDE_PARTITION))
+    )
+    detail = (
+        pl.when(malformed)
+        .then(pl.format("Date '{}' is not a timestamp {}", date, pl.lit(EXPECTED_TIMESTAMP)))
+        .when(off_minute)
+        .then(
+            pl.format(
+                "Date '{}' is not on a whole minute: readings are one a minute, seconds must be 00",
+                date,
+            )
+        )
+        .when(other_year)
+        .then(
+            pl.format(
+                "Date {} is not in {}, the year of {}",
+                date,
+                pl.lit(named.year if named else 0),
+                pl.lit(source_file),
+            )
+        )
+        .when(early)
+        .then(pl.format("Date {} is before the first partition {}", date, pl.lit(first_month)))
+    )
+    return reason, detail
+
+
+def month_of_lines(
+    lines: pl.DataFrame,
+    incomplete_last_line: bool = False,
+    year: int | None = None,
+    first_month: str = DATA_FIRST_MONTH,
+) -> pl.Series:
+    """`YYYY-MM` for each line: its own Date's month when that Date places the line
+    (`timestamp_places_line`), else the month of the nearest placed line.
+
+    Forward fill first (a broken or misdated line belongs with what precedes it), then backward
+    fill for such lines at the top of the file. An unfinished last line is placed like a broken
+    one, whatever its Date says: where a half-written line lands must not depend on where it was
+    cut (the generator's manifest counts it in the month of the line before). Null only when no
+    line is placed.
     """
     line = pl.col("line")
     date = line.str.slice(0, 19)  # a valid Date is exactly 19 characters, then ',' or the end
-    valid = line.str.slice(19, 1).is_in([",", ""]) & timestamp_text_valid(date)
+    valid = line.str.slice(19, 1).is_in([",", ""]) & timestamp_places_line(date, year, first_month)
     own = lines.select(pl.when(valid).then(date.str.slice(0, 7)).alias("month")).to_series()
     if not incomplete_last_line or own.is_empty():
         return own.forward_fill().backward_fill()

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bangkok_pipeline.lib.layout import parse_file_name
+from bangkok_pipeline.settings import DATA_FIRST_MONTH
 
 _DIGEST_BYTES = 16
 
@@ -79,7 +80,12 @@ def _digest(data: bytes | memoryview) -> str:
 
 
 def read_file_state(path: Path, year: int) -> FileState:
-    """Digest the header and each month's lines of one `{year}Floor{n}.csv`."""
+    """Digest the header and each month's lines of one `{year}Floor{n}.csv`.
+
+    A month starts at its first line; months before the first partition are not looked for (their
+    lines are quarantined with their neighbours', `source.month_of_lines`), and lines before the
+    first month found count with it, so such lines change the digest of the month that has them.
+    """
     stat = path.stat()
     with path.open("rb") as handle:
         if stat.st_size == 0:
@@ -90,10 +96,14 @@ def read_file_state(path: Path, year: int) -> FileState:
             starts = []
             for month in range(1, 13):
                 key = f"{year:04d}-{month:02d}"
+                if key < DATA_FIRST_MONTH:
+                    continue
                 offset = data.find(f"\n{key}-".encode(), header_end - 1, max(complete - 1, 0))
                 if offset != -1:
                     starts.append((offset + 1, key))
             starts.sort()
+            if starts:  # the header is followed by the first month's first line, or misplaced ones
+                starts[0] = (header_end, starts[0][1])
             months = {}
             for index, (start, key) in enumerate(starts):
                 end = starts[index + 1][0] if index + 1 < len(starts) else len(data)

@@ -26,8 +26,10 @@ INVALID_NUMBER = "invalid_number"
 OUT_OF_RANGE = "out_of_range"
 CONFLICTING_DUPLICATE = "conflicting_duplicate"
 INCOMPLETE_LAST_LINE = "incomplete_last_line"
-# Defensive: both mean a bug upstream of validation, not a defect of the source file.
+# A source line dated in another year than its file, or before the first partition (`source`);
+# from `ReadingModel` (a reading outside its partition month) it means a bug upstream.
 OUTSIDE_PARTITION = "outside_partition"
+# Defensive: means a bug upstream of validation, not a defect of the source file.
 DUPLICATE_READING = "duplicate_reading"
 REASONS = (
     UNPARSEABLE_ROW,
@@ -110,7 +112,12 @@ def unique_sensor_ts(frame: pl.DataFrame) -> pl.Series:
 
 class ReadingModel(pa.DataFrameModel):
     """A valid reading: a finite value of a known kind within its plausible range, at a
-    Bangkok-local time inside the partition month, at most once per (sensor_id, ts).
+    Bangkok-local time on a whole minute inside the partition month, at most once per
+    (sensor_id, ts).
+
+    Whole minute: readings are one a minute and the aggregates count at most 60 per sensor and
+    hour (a database CHECK); the source layer already quarantines a Date with seconds other than
+    00, so `ts_on_whole_minute` failing here means a bug upstream, caught before the database.
 
     The month comes from `Config.metadata`; `ReadingModel.for_month("2018-07")` binds it (on the
     bare model the month check is vacuous). The plausible-range and uniqueness checks read a
@@ -135,6 +142,12 @@ class ReadingModel(pa.DataFrameModel):
     def for_month(cls, month: str) -> type["ReadingModel"]:
         """The model bound to one partition month (`YYYY-MM`), built once per month."""
         return _month_model(month)
+
+    @pa.check("ts", name="ts_on_whole_minute")
+    def ts_on_whole_minute(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        # On the UTC epoch: Bangkok's offset (+07:00) is whole minutes, and this skips a local-time
+        # conversion that costs ~30x more (0.5 s a month)
+        return data.lazyframe.select(pl.col(data.key).dt.epoch("us") % 60_000_000 == 0)
 
     @pa.check("ts", name="ts_in_partition_month")
     def ts_in_partition_month(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -173,6 +186,7 @@ def _month_model(month: str) -> type[ReadingModel]:
 # order of precedence when a row fails several. Any other failure is a bug, not bad data: raised.
 _REASON_BY_FAILURE: dict[tuple[str, str], str] = {
     ("ts", "ts_in_partition_month"): OUTSIDE_PARTITION,
+    ("ts", "ts_on_whole_minute"): INVALID_TIMESTAMP,
     ("sensor_id", "one_reading_per_sensor_and_ts"): DUPLICATE_READING,
     ("value", "value_is_finite"): INVALID_NUMBER,
     ("value", "not_nullable"): INVALID_NUMBER,
@@ -276,7 +290,7 @@ def _quarantine(
         rows = rows.with_columns(column_name=pl.lit(None, pl.String))
     if "value_text" not in rows.columns:
         rows = rows.with_columns(value_text=pl.col("value").cast(pl.String))
-    ts_text = pl.col("ts").dt.strftime("%Y-%m-%d %H:%M:%S")
+    ts_text = pl.col("ts").dt.strftime("%Y-%m-%d %H:%M:%S%.f")
     where = pl.format(
         "{} line {} column {}: ",
         pl.lit(source_file),
@@ -300,6 +314,10 @@ def _quarantine(
                 unit,
                 pl.col("kind"),
             )
+        )
+        .when(pl.col("reason") == INVALID_TIMESTAMP)
+        .then(
+            pl.format("timestamp {} is not on a whole minute: readings are one a minute", ts_text)
         )
         .when(pl.col("reason") == OUTSIDE_PARTITION)
         .then(pl.format("timestamp {} is outside the partition month {}", ts_text, pl.lit(month)))

@@ -26,6 +26,7 @@ SEED = 7
 CHANNELS = {1: 11, 2: 36, 3: 32, 4: 32, 5: 32, 6: 29, 7: 32}
 RANGES = {"kW": (0.0, 100.0), "degC": (10.0, 45.0), "RH%": (0.0, 100.0), "lux": (0.0, 5000.0)}
 DECIMALS = {"kW": 2, "degC": 2, "RH%": 2, "lux": 1}
+FIRST_MONTH = "2018-07"
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 Generated = tuple[Path, dict]
@@ -70,6 +71,7 @@ def recount(path: Path, floor: int) -> tuple[dict[str, dict], set[tuple[int, str
     aside.
     """
     lines, complete = _lines(path)
+    year = int(path.name[:4])
     header = lines[0].split(",")
     readable = {j: c for j, name in enumerate(header) if j and (c := parse_column(floor, name))}
     months: dict[str, dict] = {}
@@ -83,7 +85,10 @@ def recount(path: Path, floor: int) -> tuple[dict[str, dict], set[tuple[int, str
             continue
         cut = number == len(lines) and not complete
         stamp = _timestamp(fields[0]) if len(fields) == len(header) and not cut else None
-        if stamp is not None:
+        whole = stamp is not None and stamp.second == 0
+        # the loader's placement rule: whole minute, the file's year, not before the first month
+        placed = whole and fields[0][:4] == str(year) and fields[0][:7] >= FIRST_MONTH
+        if placed:
             current = fields[0][:7]
         assert current is not None, f"line {number} comes before any valid row"
         month = months.setdefault(current, {"rows": 0, "identical_duplicates": 0})
@@ -92,8 +97,10 @@ def recount(path: Path, floor: int) -> tuple[dict[str, dict], set[tuple[int, str
             quarantined.add((number, None, "incomplete_last_line"))
         elif len(fields) != len(header):
             quarantined.add((number, None, "unparseable_row"))
-        elif stamp is None:
+        elif not whole:
             quarantined.add((number, None, "invalid_timestamp"))
+        elif not placed:
+            quarantined.add((number, None, "outside_partition"))
         else:
             month["identical_duplicates"] += line == previous
             rows.append(fields)

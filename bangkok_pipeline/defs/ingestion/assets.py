@@ -119,7 +119,7 @@ def raw_readings(
             raw = extract_raw_month(conn, source.directory(), _run_layers(context))
     except IngestError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
-    for warning in raw.skipped:
+    for warning in raw.skipped + raw.without_lines + raw.waiting:
         context.log.warning(warning)
     unknown = {f["file"]: f["unknown_columns"] for f in raw.files if f["unknown_columns"]}
     for name, columns in unknown.items():
@@ -136,6 +136,9 @@ def raw_readings(
             ),
             "unknown_columns": dg.MetadataValue.json(unknown),
             "skipped_files": dg.MetadataValue.json(raw.skipped),
+            # files of the month's year without a line of it: their floors count as 0 % complete
+            "files_without_lines": dg.MetadataValue.json(raw.without_lines),
+            "waiting_for_partition": dg.MetadataValue.json(raw.waiting),
             "sensors_in_headers": sum(len(f["sensor_ids"]) for f in raw.files),  # type: ignore[arg-type]
         }
     )
