@@ -22,7 +22,7 @@ from bangkok_pipeline.lib.ingest import (
     validate_month,
     validated_summary,
 )
-from bangkok_pipeline.lib.layers import run_layers
+from bangkok_pipeline.lib.layers import layer_dir, run_layers
 from bangkok_pipeline.lib.readings import long_readings
 from bangkok_pipeline.lib.source import (
     SourceError,
@@ -188,7 +188,7 @@ def test_lines_of_another_year_or_before_the_first_partition_are_quarantined(
             "2018Floor1.csv",
         ),
     ]
-    assert validated_summary(MONTH, home)["rows_read"] == 72
+    assert validated_summary(layer_dir("validated", MONTH, home))["rows_read"] == 72
 
 
 def test_misdated_lines_change_the_digest_of_the_month_that_quarantines_them(
