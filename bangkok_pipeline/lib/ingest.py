@@ -307,9 +307,14 @@ def validated_summary(month: str, home: Path | None = None) -> dict[str, Any]:
 
 
 def load_month(
-    conn: psycopg.Connection, month: str, run_id: str, home: Path | None = None
+    conn: psycopg.Connection,
+    month: str,
+    run_id: str,
+    home: Path | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> MonthLoadResult:
-    """Validated layer -> PostgreSQL, atomically replacing the month."""
+    """Validated layer -> PostgreSQL, atomically replacing the month. `on_wait` is told once if
+    another load (or archive, restore, premake) of the month holds its lock and this one waits."""
     folder = layer_dir("validated", month, home)
     summary = validated_summary(month, home)
     started = time.perf_counter()
@@ -324,6 +329,7 @@ def load_month(
         run_id=run_id,
         source_fingerprints=summary["sources"],
         rows_read=summary["rows_read"],
+        on_wait=on_wait,
     ).run()
     result.timings["total"] = round(time.perf_counter() - started, 3)
     return result

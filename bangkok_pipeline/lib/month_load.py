@@ -7,7 +7,7 @@ frame's; only then one short transaction detaches and drops the old month and at
 one, for the readings and both aggregate tables, and replaces the month's rows of the side
 tables (quarantine, coverage, gaps, and each sensor's last reading for the query API).
 A crash before that transaction leaves the old month untouched and at most some unattached tables,
-which the next load of the month drops. A per-month advisory lock keeps two loads apart.
+which the next load of the month drops. The month lock (`month_lock`) keeps two loads apart.
 """
 
 import json
@@ -23,10 +23,10 @@ from psycopg import sql
 
 from bangkok_pipeline.lib import pgcopy
 from bangkok_pipeline.lib.fingerprint import Figures, as_figures, mismatched_sensors
+from bangkok_pipeline.lib.month_lock import month_lock
 from bangkok_pipeline.lib.months import month_bounds, next_month
 from bangkok_pipeline.lib.queries import query
 
-_LOCK_CLASS = 0x62616E67  # advisory-lock namespace of month loads; the month (yyyymm) is the key
 _SWAP_ATTEMPTS = 5
 QUARANTINE_COLUMNS = (
     "source_file",
@@ -98,21 +98,21 @@ class MonthLoader:
     run_id: str
     source_fingerprints: dict[str, object]
     rows_read: int
+    on_wait: Callable[[str], None] | None = None  # told once when another holds the month lock
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     timings: dict[str, float] = field(default_factory=dict)
     _database_figures: Figures = field(default_factory=dict)
     _latest: list[tuple[int, datetime, float]] = field(default_factory=list)  # per sensor
 
     def run(self) -> MonthLoadResult:
-        key = self.month.year * 100 + self.month.month
-        self.conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_CLASS, key))
-        try:
+        with month_lock(self.conn, self.month, on_wait=self.on_wait) as lock:
             self.conn.execute(query("abandon_running_loads"), {"month": self.month})
             load_id = self._start_log()
             try:
                 self._timed("cleanup", self.drop_debris)
                 rows = self._timed("copy_index_aggregate", self._build)
                 self._timed("reconcile", self._reconcile)
+                lock.ensure_held()
                 self._timed("swap", lambda: self._swap(load_id, rows))
             except BaseException as error:
                 self._fail(load_id, error)
@@ -128,8 +128,6 @@ class MonthLoader:
                 int(size[0]) if size else 0,
                 dict(self.timings),
             )
-        finally:
-            self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, key))
 
     def _timed(self, name: str, step: Callable[[], object]) -> object:
         started = time.perf_counter()

@@ -206,7 +206,7 @@ def load_month_partitions(
     month = context.partition_key
     try:
         with database.connection(autocommit=True) as conn:
-            result = load_month(conn, month, context.run_id)
+            result = load_month(conn, month, context.run_id, on_wait=context.log.warning)
     except ReconciliationError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     seconds = result.timings["total"]
