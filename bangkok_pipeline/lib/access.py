@@ -54,6 +54,7 @@ SIDE_TABLES = (
     "schema_migrations",
     "archived_months",
     "health_alerts",
+    "month_locks",
 )
 
 

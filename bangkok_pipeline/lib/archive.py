@@ -26,7 +26,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -45,8 +45,9 @@ from bangkok_pipeline.lib.fingerprint import (
     frame_fingerprints,
     mismatched_sensors,
 )
-from bangkok_pipeline.lib.maintenance import MONTH_LOCK_CLASS, month_lock_key, own_like_parent
+from bangkok_pipeline.lib.maintenance import own_like_parent
 from bangkok_pipeline.lib.month_load import DAILY, HOURLY, READINGS, TABLES, _Table
+from bangkok_pipeline.lib.month_lock import MonthBusy, MonthLock, month_lock
 from bangkok_pipeline.lib.months import month_key
 from bangkok_pipeline.lib.queries import query
 
@@ -122,18 +123,17 @@ def _mb(size: int) -> str:
 
 
 @contextmanager
-def month_lock(conn: psycopg.Connection, month: date) -> Iterator[None]:
-    """The month's load lock, or a refusal when a load, archive or restore holds it."""
-    key = month_lock_key(month)
-    row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (MONTH_LOCK_CLASS, key)).fetchone()
-    if not row or not row[0]:
-        raise ArchiveError(
-            f"{month_key(month)} is being loaded, archived or restored right now; try again later"
-        )
-    try:
-        yield
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (MONTH_LOCK_CLASS, key))
+def _locked(conn: psycopg.Connection, month: date) -> Iterator[MonthLock]:
+    """The month's lock, or a refusal when a load, premake, archive or restore holds it."""
+    with ExitStack() as stack:
+        try:
+            lock = stack.enter_context(month_lock(conn, month, wait=False))
+        except MonthBusy:
+            raise ArchiveError(
+                f"{month_key(month)} is being loaded, archived or restored right now; "
+                "try again later"
+            ) from None
+        yield lock
 
 
 def check_directory(directory: Path) -> None:
@@ -257,7 +257,7 @@ def archive_month(
     key = month_key(month)
     check_directory(directory)
     parquet, manifest_path = paths(directory, month)
-    with month_lock(conn, month):
+    with _locked(conn, month) as lock:
         if month not in maintenance.inventory(conn).months():
             if month in maintenance.archived_months(conn):
                 raise ArchiveError(f"{key} is already archived ({parquet}); nothing to do")
@@ -297,6 +297,7 @@ def archive_month(
         del frame
         if before_drop is not None:
             before_drop()
+        lock.ensure_held()
         with conn.transaction():
             conn.execute("SET LOCAL lock_timeout = '10s'")
             conn.execute(
@@ -340,7 +341,7 @@ def drop_archived_aggregates(conn: psycopg.Connection, month: date) -> bool:
     found = maintenance.inventory(conn)
     if all(month not in found.months(t.parent) for t in (HOURLY, DAILY)):
         return False
-    with month_lock(conn, month), conn.transaction():
+    with _locked(conn, month), conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '10s'")
         for table in (HOURLY, DAILY):
             _detach_and_drop(conn, table.parent, table.name(month))
@@ -377,7 +378,7 @@ def restore_month(conn: psycopg.Connection, month: date, directory: Path) -> Res
         raise ArchiveError(
             f"{parquet} does not match its manifest (SHA-256 differs): damaged; nothing restored"
         )
-    with month_lock(conn, month):
+    with _locked(conn, month) as lock:
         found = maintenance.inventory(conn)
         if month in found.months():
             has_rows = conn.execute(
@@ -394,6 +395,7 @@ def restore_month(conn: psycopg.Connection, month: date, directory: Path) -> Res
         token = f"r{uuid.uuid4().hex[:8]}"
         with conn.transaction():
             rows = _build_restored(conn, month, parquet, manifest, token, rebuild)
+            lock.ensure_held()
             conn.execute("SET LOCAL lock_timeout = '10s'")
             for table in TABLES if rebuild else (READINGS,):
                 _attach_restored(conn, table, month, token)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import URL
 
 from bangkok_pipeline import settings
 from bangkok_pipeline.lib.embedded import EmbeddedServer
+from bangkok_pipeline.lib.queries import query
 
 T = TypeVar("T")
 
@@ -115,3 +116,19 @@ def is_transient(error: BaseException) -> bool:
     if state is None:
         return isinstance(error, psycopg.OperationalError)
     return state.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
+
+
+def lock_holder(conn: psycopg.Connection, application_name: str) -> psycopg.Connection:
+    """A second connection like `conn` (same server, login and options), to hold a lock in a
+    transaction left open while `conn` runs transactions of its own. Settings that end idle
+    transactions are off for it: they would release the lock under the running work."""
+    holder = psycopg.connect(
+        conn.info.dsn, password=conn.info.password, application_name=application_name
+    )
+    try:
+        holder.execute(query("disable_idle_transaction_timeouts"))
+        holder.commit()
+    except BaseException:
+        holder.close()
+        raise
+    return holder

@@ -21,7 +21,8 @@ from psycopg import sql
 from bangkok_pipeline import settings
 from bangkok_pipeline.lib import maintenance, migrations
 from bangkok_pipeline.lib.database import DatabaseUnavailable, connect, describe, embedded_server
-from bangkok_pipeline.lib.maintenance import MONTH_LOCK_CLASS, parse_partition_name
+from bangkok_pipeline.lib.maintenance import parse_partition_name
+from bangkok_pipeline.lib.month_lock import held_months
 from bangkok_pipeline.lib.months import month_key
 from bangkok_pipeline.lib.queries import query
 from bangkok_pipeline.lib.source_state import DirectoryState, scan_directory
@@ -427,27 +428,21 @@ def _partitions(conn: psycopg.Connection, digests: dict[str, str] | None) -> Fin
 
 def _staging(conn: psycopg.Connection) -> Finding:
     found = maintenance.inventory(conn)
-    held = {
-        int(key)
-        for (key,) in conn.execute(
-            query("select_held_month_locks"), {"lock_class": MONTH_LOCK_CLASS}
-        ).fetchall()
-    }
+    held = held_months(conn)
     orphans, in_progress = [], []
     for table in found.unattached:
         parsed = parse_partition_name(table.name)
-        busy = parsed is not None and maintenance.month_lock_key(parsed[1]) in held
+        busy = parsed is not None and parsed[1] in held
         entry = {"table": f"partitions.{table.name}", "bytes": table.bytes}
         entry["estimated_rows"] = table.estimated_rows if table.estimated_rows >= 0 else None
         (in_progress if busy else orphans).append(entry)
     running = conn.execute(
-        "SELECT load_id, to_char(month, 'YYYY-MM'), started_at FROM load_log "
-        "WHERE status = 'running' ORDER BY load_id"
+        "SELECT load_id, month, started_at FROM load_log WHERE status = 'running' ORDER BY load_id"
     ).fetchall()
     stuck = [
-        {"load_id": load_id, "month": month, "started_at": str(started)}
+        {"load_id": load_id, "month": month_key(month), "started_at": str(started)}
         for load_id, month, started in running
-        if int(month.replace("-", "")) not in held
+        if month not in held
     ]
     details = {"orphaned_tables": orphans, "tables_being_built": in_progress, "stuck_loads": stuck}
     problems = []

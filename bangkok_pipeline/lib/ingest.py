@@ -414,9 +414,12 @@ def load_month(
     layers: RunLayers,
     is_live: Callable[[str], bool] = lambda run_id: True,
     shrink: ShrinkGuard | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> MonthLoadResult:
     """The run's validated layer -> PostgreSQL, atomically replacing the month; then the run's
-    layers become the month's published ones (`is_live` tells which other runs' to keep)."""
+    layers become the month's published ones (`is_live` tells which other runs' to keep).
+    `on_wait` is told once if another load (or archive, restore, premake) of the month holds its
+    lock and this one waits."""
     folder = layers.read_dir("validated")
     summary = validated_summary(folder)
     started = time.perf_counter()
@@ -433,6 +436,7 @@ def load_month(
         rows_read=summary["rows_read"],
         shrink=shrink or ShrinkGuard(),
         after_swap=lambda: layers.publish(is_live),
+        on_wait=on_wait,
     ).run()
     result.timings["total"] = round(time.perf_counter() - started, 3)
     return result

@@ -19,8 +19,8 @@ from datetime import date
 import psycopg
 from psycopg import sql
 
-from bangkok_pipeline.lib.month_load import _LOCK_CLASS as MONTH_LOCK_CLASS  # loads' lock
 from bangkok_pipeline.lib.month_load import READINGS, TABLES, _Table
+from bangkok_pipeline.lib.month_lock import MonthBusy, month_lock
 from bangkok_pipeline.lib.months import month_key, next_month
 from bangkok_pipeline.lib.queries import query
 
@@ -28,11 +28,6 @@ _NAME = re.compile(
     r"^(?P<parent>sensor_readings|hourly_sensor_stats|daily_sensor_stats)"
     r"_y(?P<year>\d{4})m(?P<month>\d{2})(?:_(?P<suffix>\w+))?$"
 )
-
-
-def month_lock_key(month: date) -> int:
-    """The key (yyyymm) under which a month's loads, premakes, archives and restores serialise."""
-    return month.year * 100 + month.month
 
 
 def parse_partition_name(name: str) -> tuple[str, date, str | None] | None:
@@ -160,17 +155,13 @@ def premake(conn: psycopg.Connection, ahead: int) -> PremakeReport:
         if month in archived:
             report.skipped.append(f"{month_key(month)} is archived (`archive restore` it)")
             continue
-        with conn.transaction():
-            locked = conn.execute(
-                "SELECT pg_try_advisory_xact_lock(%s, %s)",
-                (MONTH_LOCK_CLASS, month_lock_key(month)),
-            ).fetchone()
-            if not locked or not locked[0]:
-                report.skipped.append(f"{month_key(month)} is being loaded, archived or restored")
-                continue
-            conn.execute("SET LOCAL lock_timeout = '5s'")
-            for table in missing:
-                report.created.append(create_empty_partition(conn, table, month))
+        try:
+            with month_lock(conn, month, wait=False), conn.transaction():
+                conn.execute("SET LOCAL lock_timeout = '5s'")
+                for table in missing:
+                    report.created.append(create_empty_partition(conn, table, month))
+        except MonthBusy:
+            report.skipped.append(f"{month_key(month)} is being loaded, archived or restored")
     report.gaps = gaps(conn)
     return report
 

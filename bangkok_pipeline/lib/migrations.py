@@ -1,24 +1,26 @@
 """Versioned SQL migrations with rollback: `sql/migrations/NNNN_name.{up,down}.sql`.
 
 Each step runs in its own transaction together with its row in `schema_migrations`, so a failed
-step leaves nothing half-applied. A session advisory lock keeps two migrators from racing, and a
-checksum of every applied upgrade file catches a migration edited after it ran.
+step leaves nothing half-applied. A lock on `schema_migrations` that only its owner (or a superuser)
+can take keeps two migrators from racing, and a checksum of every applied upgrade file catches a
+migration edited after it ran.
 """
 
 import hashlib
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
+from bangkok_pipeline.lib.database import lock_holder
 from bangkok_pipeline.settings import sql_dir
 
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.up\.sql$")
-_LOCK_KEY = 0x62616E676B6F6B  # "bangkok": one key for every migrator of this schema
 
+_AT_BASE = "nothing to downgrade: the database is at base (no migration applied)"
 _CREATE_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version    integer PRIMARY KEY,
@@ -92,15 +94,16 @@ def migrate(
     target = head(migrations) if target is None else target
     if target not in {0, *(m.version for m in migrations)}:
         raise MigrationError(f"no migration {target:04d}; known: {_known(migrations)}")
+    done = applied(conn)
+    _check_unchanged(migrations, done)
+    if not _pending(migrations, done, target):
+        return []  # no lock needed: a login that may only read schema_migrations gets here too
     with _migration_lock(conn):
         done = applied(conn)
         _check_unchanged(migrations, done)
         steps = []
-        for migration in migrations:
-            if migration.version in done or migration.version > target:
-                continue
+        for migration in _pending(migrations, done, target):
             with conn.transaction():
-                conn.execute(_CREATE_VERSION_TABLE)
                 conn.execute(migration.up.read_text())  # type: ignore[arg-type]
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
@@ -115,12 +118,12 @@ def downgrade(
 ) -> list[str]:
     """Undo applied migrations down to `target` (default: one step; 0 = base)."""
     migrations = available(directory)
+    if not applied(conn):  # before the lock, which would create schema_migrations
+        raise MigrationError(_AT_BASE)
     with _migration_lock(conn):
         done = applied(conn)
         if not done:
-            raise MigrationError(
-                "nothing to downgrade: the database is at base (no migration applied)"
-            )
+            raise MigrationError(_AT_BASE)
         current = max(done)
         if target is None:
             lower = [v for v in done if v < current]
@@ -150,6 +153,10 @@ def downgrade(
         return steps
 
 
+def _pending(migrations: list[Migration], done: dict[int, str], target: int) -> list[Migration]:
+    return [m for m in migrations if m.version not in done and m.version <= target]
+
+
 def _known(migrations: list[Migration]) -> str:
     return ", ".join(["0000 (base)", *(m.label for m in migrations)])
 
@@ -166,11 +173,20 @@ def _check_unchanged(migrations: list[Migration], done: dict[int, str]) -> None:
 
 @contextmanager
 def _migration_lock(conn: psycopg.Connection) -> Iterator[None]:
-    """Session-level advisory lock held for a whole migrate/downgrade run."""
+    """Serialise migrators: a second connection holds SHARE UPDATE EXCLUSIVE on `schema_migrations`
+    for the whole run (creating the table first at base). The mode conflicts with itself, not with
+    the steps' inserts and deletes; and unlike an advisory key, which any login may take, only a
+    role allowed to change the table can take it, so no API login can block migrations. A
+    migration must therefore not ALTER, COMMENT ON or otherwise lock `schema_migrations` itself."""
     if not conn.autocommit:
         raise MigrationError("migrations need an autocommit connection")
-    conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        with suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+            conn.execute(_CREATE_VERSION_TABLE)  # raced by another migrator: it is there now
+    holder = lock_holder(conn, "bangkok_pipeline migrator lock")
     try:
+        holder.execute("LOCK TABLE schema_migrations IN SHARE UPDATE EXCLUSIVE MODE")
         yield
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+        holder.close()  # ends the transaction: the server releases the lock

@@ -7,10 +7,11 @@ frame's; only then one short transaction detaches and drops the old month and at
 one, for the readings and both aggregate tables, and replaces the month's rows of the side
 tables (quarantine, coverage, gaps, and each sensor's last reading for the query API).
 A crash before that transaction leaves the old month untouched and at most some unattached tables,
-which the next load of the month drops. A per-month advisory lock keeps two loads apart.
+which the next load of the month drops. The month lock (`month_lock`) keeps two loads apart.
 """
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,10 +24,11 @@ from psycopg import sql
 
 from bangkok_pipeline.lib import pgcopy
 from bangkok_pipeline.lib.fingerprint import Figures, as_figures, mismatched_sensors
+from bangkok_pipeline.lib.month_lock import month_lock
 from bangkok_pipeline.lib.months import month_bounds, next_month
 from bangkok_pipeline.lib.queries import query
 
-_LOCK_CLASS = 0x62616E67  # advisory-lock namespace of month loads; the month (yyyymm) is the key
+log = logging.getLogger(__name__)
 _SWAP_ATTEMPTS = 5
 QUARANTINE_COLUMNS = (
     "source_file",
@@ -113,15 +115,14 @@ class MonthLoader:
     rows_read: int
     shrink: ShrinkGuard = field(default_factory=ShrinkGuard)
     after_swap: Callable[[], None] = lambda: None  # called under the lock once swapped in
+    on_wait: Callable[[str], None] | None = None  # told once when another holds the month lock
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     timings: dict[str, float] = field(default_factory=dict)
     _database_figures: Figures = field(default_factory=dict)
     _latest: list[tuple[int, datetime, float]] = field(default_factory=list)  # per sensor
 
     def run(self) -> MonthLoadResult:
-        key = self.month.year * 100 + self.month.month
-        self.conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_CLASS, key))
-        try:
+        with month_lock(self.conn, self.month, on_wait=self.on_wait) as lock:
             self.conn.execute(query("abandon_running_loads"), {"month": self.month})
             load_id = self._start_log()
             try:
@@ -129,11 +130,15 @@ class MonthLoader:
                 rows = self._timed("copy_index_aggregate", self._build)
                 self._timed("reconcile", self._reconcile)
                 self._timed("shrink_check", self._check_shrink)
+                lock.ensure_held()
                 self._timed("swap", lambda: self._swap(load_id, rows))
             except BaseException as error:
                 self._fail(load_id, error)
                 raise
-            self.after_swap()
+            try:
+                self.after_swap()
+            except OSError as error:  # the month is in; only its file layers are not published
+                log.warning("%s: loaded, but its layers were not published: %s", self.month, error)
             size = self.conn.execute(
                 "SELECT pg_total_relation_size(%s::regclass)",
                 (f"partitions.{READINGS.name(self.month)}",),
@@ -145,8 +150,6 @@ class MonthLoader:
                 int(size[0]) if size else 0,
                 dict(self.timings),
             )
-        finally:
-            self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, key))
 
     def _timed(self, name: str, step: Callable[[], object]) -> object:
         started = time.perf_counter()

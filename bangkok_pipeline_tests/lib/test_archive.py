@@ -23,6 +23,7 @@ from bangkok_pipeline.lib import archive
 from bangkok_pipeline.lib.archive import ArchiveError
 from bangkok_pipeline.lib.maintenance import create_empty_partition
 from bangkok_pipeline.lib.month_load import READINGS
+from bangkok_pipeline.lib.month_lock import held_months, month_lock
 from bangkok_pipeline.lib.months import month_bounds
 from bangkok_pipeline_tests.conftest import load_directly, new_database
 
@@ -111,9 +112,8 @@ def test_a_crash_between_archive_and_drop_leaves_the_month_in_place(
     assert database.month("2019-02-01") == before
     assert database.partitions() == tables
     assert database.query("SELECT count(*) FROM archived_months") == [(0,)]
-    assert database.query(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 201902"
-    ) == [(0,)]
+    with psycopg.connect(database.url) as conn:
+        assert held_months(conn) == set(), "the server released the dead process's month lock"
 
 
 def test_archive_then_restore_gives_back_the_month_exactly(
@@ -207,6 +207,19 @@ def test_refusals_change_nothing(
         archive.restore_month(conn, FEB, good)
     assert database.month("2019-02-01") == before
     assert database.partitions() == tables
+
+
+def test_archive_refuses_a_month_whose_lock_is_held(database: Database, tmp_path: Path) -> None:
+    tables = database.partitions()
+    with (
+        psycopg.connect(database.url, autocommit=True) as loader,
+        month_lock(loader, FEB),  # as a load of the month holds it
+        psycopg.connect(database.url, autocommit=True) as conn,
+        pytest.raises(ArchiveError, match="2019-02 is being loaded, archived or restored"),
+    ):
+        archive.archive_month(conn, FEB, tmp_path)
+    assert database.partitions() == tables
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_retention_policy_archives_old_months_and_drops_aggregates_only_of_archived_ones(

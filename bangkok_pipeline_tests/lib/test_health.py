@@ -6,6 +6,7 @@ flagged with the right status; `health --json` exits 2 exactly when something is
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -15,7 +16,7 @@ from bangkok_pipeline.cli import run
 from bangkok_pipeline.lib import health, migrations
 from bangkok_pipeline.lib.embedded import EmbeddedServer
 from bangkok_pipeline.lib.health import Limits, Status
-from bangkok_pipeline.lib.maintenance import MONTH_LOCK_CLASS
+from bangkok_pipeline.lib.month_lock import month_lock
 from bangkok_pipeline_tests.conftest import load_directly, new_database
 
 pytestmark = pytest.mark.integration
@@ -127,8 +128,10 @@ def test_an_orphaned_staging_table_and_a_stuck_load_are_flagged(database: Databa
         assert found.details["orphaned_tables"][0]["table"] == orphan
         assert "1 orphaned unattached table(s)" in found.message
         assert [s["month"] for s in found.details["stuck_loads"]] == ["2019-03"]
-        with psycopg.connect(database.url, autocommit=True) as holder:
-            holder.execute("SELECT pg_advisory_lock(%s, %s)", (MONTH_LOCK_CLASS, 201902))
+        with (
+            psycopg.connect(database.url, autocommit=True) as conn,
+            month_lock(conn, date(2019, 2, 1)),
+        ):
             busy = database.health()["staging"]
             assert busy.details["tables_being_built"][0]["table"] == orphan
             assert busy.details["orphaned_tables"] == []

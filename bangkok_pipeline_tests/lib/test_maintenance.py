@@ -16,7 +16,7 @@ from bangkok_pipeline.defs.ingestion.resources import PostgresResource
 from bangkok_pipeline.defs.operations.jobs import partition_maintenance_job
 from bangkok_pipeline.lib import maintenance
 from bangkok_pipeline.lib.fingerprint import database_fingerprints
-from bangkok_pipeline.lib.maintenance import MONTH_LOCK_CLASS
+from bangkok_pipeline.lib.month_lock import month_lock
 from bangkok_pipeline_tests.conftest import load_directly, new_database
 
 pytestmark = pytest.mark.integration
@@ -105,8 +105,7 @@ def test_gaps_are_reported_and_a_busy_month_is_skipped(url: str) -> None:
             "VALUES ('2019-08-01', 'fake', 'succeeded', now())"
         )
         try:
-            with psycopg.connect(url, autocommit=True) as loader:
-                loader.execute("SELECT pg_advisory_lock(%s, %s)", (MONTH_LOCK_CLASS, 201909))
+            with month_lock(conn, date(2019, 9, 1)):  # as a load of 2019-09 holds it
                 report = maintenance.premake(conn, 1)
             assert report.created == _names("2019-08")
             assert report.skipped == ["2019-09 is being loaded, archived or restored"]

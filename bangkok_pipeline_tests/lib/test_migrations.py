@@ -2,12 +2,14 @@
 
 import shutil
 import threading
+import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
-from bangkok_pipeline.lib import migrations
+from bangkok_pipeline.lib import access, migrations
 from bangkok_pipeline.settings import sql_dir
 
 pytestmark = pytest.mark.integration
@@ -95,3 +97,28 @@ def test_two_migrators_at_once_apply_each_step_once(database_url: str) -> None:
         thread.join()
     assert not errors
     assert sorted(len(r) for r in results) == [0, len(migrations.available())]
+
+
+@pytest.mark.timeout(120)
+def test_an_api_login_holding_the_old_migrator_key_blocks_no_migration(
+    database_url: str,
+) -> None:
+    """The key the migrators used to share is any login's to take; the lock on schema_migrations
+    is not. Any wait on a lock the tenant could hold fails after 15 s instead of hanging."""
+    bounded = make_conninfo(database_url, options="-c lock_timeout=15s")
+    name = f"t_tenant_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(bounded, autocommit=True) as conn:
+        migrations.migrate(conn)  # the cluster-wide roles exist from here on
+        migrations.downgrade(conn, 0)
+        conn.execute("DROP TABLE schema_migrations")  # truly at base: the lock's table is gone
+        tenant = access.create_login(conn, name, access.API_ROLE)
+        try:
+            with psycopg.connect(tenant.url(database_url), autocommit=True) as api:
+                api.execute("SELECT pg_advisory_lock(%s)", (0x62616E676B6F6B,))
+                assert migrations.migrate(conn) == [m.label for m in migrations.available()]
+                assert migrations.downgrade(conn) == [migrations.available()[-1].label]
+                assert migrations.migrate(conn) == [migrations.available()[-1].label]
+                with pytest.raises(psycopg.errors.InsufficientPrivilege), api.transaction():
+                    api.execute("LOCK TABLE schema_migrations IN SHARE UPDATE EXCLUSIVE MODE")
+        finally:
+            access.drop_login(conn, name)

@@ -629,6 +629,10 @@ def test_api_roles_cannot_reach_partitions_side_tables_or_private_code(world: Wo
         "SELECT count(*) FROM quarantine",
         "SELECT count(*) FROM reconciliation",
         "SELECT count(*) FROM schema_migrations",
+        "SELECT count(*) FROM month_locks",
+        "SELECT month FROM month_locks FOR UPDATE",
+        "LOCK TABLE private.building_sensor_masks IN SHARE UPDATE EXCLUSIVE MODE",
+        "LOCK TABLE schema_migrations IN SHARE UPDATE EXCLUSIVE MODE",
         "CREATE TABLE partitions.mine (x int)",
         "CREATE FUNCTION private.visible_sensor_ids() RETURNS smallint[] LANGUAGE sql "
         "AS 'SELECT ARRAY[1::smallint]'",

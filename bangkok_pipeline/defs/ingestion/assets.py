@@ -254,7 +254,9 @@ def load_month_partitions(
     try:
         summary = validated_summary(layers.read_dir("validated"))
         with database.connection(autocommit=True) as conn:
-            result = load_month(conn, layers, _is_live(context.instance), shrink)
+            result = load_month(
+                conn, layers, _is_live(context.instance), shrink, on_wait=context.log.warning
+            )
     except (LayerMissing, ReconciliationError, ShrinkError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     seconds = result.timings["total"]
