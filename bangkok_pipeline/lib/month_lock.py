@@ -11,7 +11,7 @@ connections close and the server releases the lock.
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date
 
 import psycopg
@@ -86,7 +86,12 @@ def month_lock(
             holder.execute(_LOCK, (month,))
         yield MonthLock(month, holder)
     finally:
-        holder.close()  # ends the transaction: the server releases the row
+        # Roll back before closing: a closed socket is released by the server asynchronously,
+        # so the next NOWAIT attempt right after could still find the row locked.
+        if not holder.closed and not holder.broken:
+            with suppress(psycopg.Error):
+                holder.rollback()
+        holder.close()
 
 
 def held_months(conn: psycopg.Connection) -> set[date]:
