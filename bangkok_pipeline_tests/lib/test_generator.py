@@ -314,7 +314,7 @@ def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
         generate(blocker, [JULY])
     with pytest.raises(GeneratorError, match=r"^cannot write to .*blocker/out: Not a directory$"):
         generate(blocker / "out", [JULY])
-    with pytest.raises(GeneratorError, match="2017-01 outside the data"):
+    with pytest.raises(GeneratorError, match="2017-01 before the data"):
         generate(tmp_path / "out", [datetime.date(2017, 1, 1)])
     with pytest.raises(GeneratorError, match="no months"):
         generate(tmp_path / "out", [])

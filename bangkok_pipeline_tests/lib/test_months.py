@@ -30,7 +30,7 @@ def test_range_list_and_single() -> None:
         ("2018-13", "'2018-13' is not a month"),
         ("2019-02..2018-09", "ends before it starts"),
         ("2018-01..2018-07", "2018-01, 2018-02, 2018-03, 2018-04, 2018-05, 2018-06 outside"),
-        ("2020-01", "2020-01 outside the data (2018-07..2019-12)"),
+        ("2020-01", "2020-01 outside the month partitions (2018-07..2019-12; CUBEMS_LAST_MONTH"),
         (" , ", "names no month"),
     ],
 )

@@ -263,7 +263,7 @@ import psycopg
 from bangkok_pipeline.lib.ingest import load_month
 from bangkok_pipeline.lib.layers import run_layers
 with psycopg.connect(sys.argv[1], autocommit=True, application_name="killed-load") as conn:
-    load_month(conn, run_layers(sys.argv[2], "doomed-run"))
+    load_month(conn, run_layers(sys.argv[2], "doomed-run", published_fallback=True))
 """
 
 
