@@ -19,7 +19,7 @@ from bangkok_pipeline.lib.database import (
 )
 from bangkok_pipeline.lib.embedded import EmbeddedServerError
 from bangkok_pipeline.lib.generator import GeneratorError, generate
-from bangkok_pipeline.lib.instance import dagster_environment, ensure_dagster_database
+from bangkok_pipeline.lib.instance import activate, dagster_environment, ensure_dagster_database
 from bangkok_pipeline.lib.months import MonthSpecError, month_key, parse_months
 
 ALL_MONTHS = f"{settings.DATA_FIRST_MONTH}..{settings.DATA_LAST_MONTH}"
@@ -105,8 +105,18 @@ def _prepare(source: Path, has_data: bool, months: list[date], quiet: bool) -> s
 
 def _load(args: argparse.Namespace) -> int:
     """Migrate, make sure there is source data, and materialize the months through Dagster."""
+    from bangkok_pipeline.lib.headless import Interrupted, interruptible
+
+    try:
+        with interruptible():
+            return _load_months(args)
+    except Interrupted as stop:
+        print(stop.explain(), flush=True)
+        return stop.exit_code
+
+
+def _load_months(args: argparse.Namespace) -> int:
     from bangkok_pipeline.lib.headless import MonthOutcome, materialize_months
-    from bangkok_pipeline.lib.instance import activate
 
     if args.sample:
         source, has_data = cli_operations.sample_source(args.source, args.months)
@@ -117,19 +127,40 @@ def _load(args: argparse.Namespace) -> int:
     )
     url = _prepare(source, has_data, months, args.quiet)
     activate(url)
+    _sweep()
 
     def report(outcome: MonthOutcome) -> None:
         mark = "ok  " if outcome.success else "FAIL"
         print(f"{mark} {outcome.month}: {outcome.summary}", flush=True)
+        for warning in outcome.warnings:
+            print(f"     warning: {warning}", flush=True)
+        if args.verbose and outcome.detail:
+            print(outcome.detail.rstrip(), file=sys.stderr, flush=True)
 
     print(f"loading {len(months)} month(s) from {source} into {describe(url)}", flush=True)
-    outcomes = materialize_months([month_key(m) for m in months], url, report)
+    keys = [month_key(m) for m in months]
+    outcomes = materialize_months(keys, url, report, verbose=args.verbose)
     failed = [o.month for o in outcomes if not o.success]
+    details = "" if args.verbose else f" (details: --verbose, the run in the UI, or {_logs()})"
     print(
         f"{len(outcomes) - len(failed)} of {len(outcomes)} month(s) loaded"
-        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + (f"; failed: {', '.join(failed)}{details}" if failed else "")
     )
     return 1 if failed else 0
+
+
+def _logs() -> str:
+    from bangkok_pipeline.lib.headless import log_path
+
+    return str(log_path("<month>"))
+
+
+def _sweep() -> None:
+    """Finish the runs that a killed or crashed load left behind, so that none blocks this one."""
+    from bangkok_pipeline.lib.headless import sweep_abandoned_runs
+
+    for swept in sweep_abandoned_runs():
+        print(swept.line, flush=True)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -137,6 +168,8 @@ def _up(args: argparse.Namespace) -> int:
     services.ensure_port_free(args.host, args.port)
     source, has_data = cli_operations.sample_source() if args.sample else _source(None)
     url = _prepare(source, has_data, parse_months(SAMPLE_MONTHS), quiet=False)
+    activate(url)
+    _sweep()
     home = settings.bangkok_home()
     env = {
         **settings.ALLOCATOR_ENVIRONMENT,
@@ -265,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--quiet", action="store_true", help="no progress bar while generating")
     load.add_argument(
         "--sample", action="store_true", help="load the sample week (all floors) for demos"
+    )
+    load.add_argument(
+        "--verbose", action="store_true", help="Dagster's output and traces on the terminal"
     )
     load.set_defaults(handler=_load)
 
