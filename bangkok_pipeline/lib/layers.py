@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bangkok_pipeline import settings
+from bangkok_pipeline.lib.failures import os_error_number
 
 
 def layer_dir(layer: str, month: str, home: Path | None = None) -> Path:
@@ -24,7 +25,11 @@ def layer_dir(layer: str, month: str, home: Path | None = None) -> Path:
 
 @contextmanager
 def replacing(target: Path) -> Iterator[Path]:
-    """Yield an empty folder beside `target`; on success it becomes `target` in one rename."""
+    """Yield an empty folder beside `target`; on success it becomes `target` in one rename.
+
+    An OS error without a path (a full disk while Polars or Arrow write) is raised again as an
+    OSError naming `target`, so that the message says where.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
     scratch.mkdir()
@@ -35,6 +40,11 @@ def replacing(target: Path) -> Iterator[Path]:
             os.rename(target, old)
         os.rename(scratch, target)
         shutil.rmtree(old, ignore_errors=True)
+    except Exception as error:
+        number = error.errno if isinstance(error, OSError) else os_error_number(str(error))
+        if not number or (isinstance(error, OSError) and error.filename):
+            raise
+        raise OSError(number, os.strerror(number), str(target)) from error
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
