@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -105,6 +106,7 @@ def _prepare(source: Path, has_data: bool, months: list[date], quiet: bool) -> s
 
 def _load(args: argparse.Namespace) -> int:
     """Migrate, make sure there is source data, and materialize the months through Dagster."""
+    from bangkok_pipeline.lib.failures import exception_links, summarize
     from bangkok_pipeline.lib.headless import Interrupted, interruptible
 
     try:
@@ -113,6 +115,13 @@ def _load(args: argparse.Namespace) -> int:
     except Interrupted as stop:
         print(stop.explain(), flush=True)
         return stop.exit_code
+    except Exception as error:
+        if isinstance(error, (*EXPECTED_ERRORS, OSError)):
+            raise
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {summarize(exception_links(error))}", file=sys.stderr)
+        return 1
 
 
 def _load_months(args: argparse.Namespace) -> int:

@@ -133,20 +133,30 @@ def _assert_month_exact(home: Home, expected_rows: int) -> None:
 
 
 def _run_of(home: Home, load: subprocess.Popen[str], known: set[str]) -> tuple[str, int]:
-    """The Dagster run (not in `known`) that `load` started, and the pid of its month process."""
+    """The Dagster run (not in `known`) that `load` started, and the pid of its month process
+    (the command's multiprocessing child)."""
     deadline = time.monotonic() + WAIT_S
     with psycopg.connect(home.dagster_url, autocommit=True) as conn:
         while time.monotonic() < deadline:
             found = conn.execute(
-                "SELECT run_id, value FROM run_tags WHERE key = 'bangkok/pid' "
-                "AND NOT run_id = ANY(%s)",
-                (list(known),),
+                "SELECT run_id FROM runs WHERE NOT run_id = ANY(%s)", (list(known),)
             ).fetchone()
-            if found:
-                return str(found[0]), int(found[1])
+            pid = _month_process(load)
+            if found and pid:
+                return str(found[0]), pid
             _still_running(load)
             time.sleep(0.05)
     pytest.fail("the load started no run")
+
+
+def _month_process(load: subprocess.Popen[str]) -> int | None:
+    for child in psutil.Process(load.pid).children():
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                return int(child.pid)
+        except psutil.Error:
+            continue
+    return None
 
 
 def _runs(home: Home) -> set[str]:

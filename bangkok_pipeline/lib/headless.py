@@ -96,14 +96,16 @@ class Interrupted(BaseException):
     def explain(self) -> str:
         """One line for the person at the terminal."""
         name = signal.Signals(self.signum).name
+        done = sum(1 for o in self.outcomes if o.success) + (1 if self.loaded else 0)
         if self.month is None:
-            return f"interrupted by {name}: no month was being loaded"
+            if not self.planned:
+                return f"interrupted by {name} before loading"
+            return f"interrupted by {name} between months; {done} of {self.planned} month(s) loaded"
         state = (
             f"{self.month} had been loaded just before"
             if self.loaded
             else f"{self.month} keeps its previous data (a month's load is all or nothing)"
         )
-        done = sum(1 for o in self.outcomes if o.success) + (1 if self.loaded else 0)
         return (
             f"interrupted by {name} while loading {self.month}: stopped its process; {state}; "
             f"{done} of {self.planned} month(s) loaded"
@@ -227,7 +229,11 @@ def _run_month(request: _MonthRequest) -> MonthOutcome:
         warnings = _warnings(instance, result.run_id)
     server = describe(request.database_url)
     if result.success:
-        summary, detail = _summary(request.database_url, result.run_id), ""
+        try:
+            summary, detail = _summary(request.database_url, result.run_id), ""
+        except psycopg.Error as error:
+            cause = summarize(exception_links(error), server)
+            summary, detail = f"loaded (no summary: {cause})", traceback.format_exc()
     else:
         summary, detail = _failure(result, server)
     return MonthOutcome(
@@ -281,7 +287,11 @@ def _failure(result: dg.ExecuteInProcessResult, server: str) -> tuple[str, str]:
 def _warnings(instance: dg.DagsterInstance, run_id: str) -> tuple[str, ...]:
     """The run's own warning logs (not Dagster's events), one line each, the first few."""
     found = []
-    for entry in instance.all_logs(run_id):
+    try:
+        entries = instance.all_logs(run_id)
+    except Exception:  # noqa: BLE001 - warnings are extra; the run's outcome is not theirs
+        return ()
+    for entry in entries:
         level = entry.level if isinstance(entry.level, int) else logging.getLevelName(entry.level)
         if entry.dagster_event is None and isinstance(level, int) and level >= logging.WARNING:
             found.append(f"{entry.step_key or 'run'}: {first_line(entry.user_message)}")
@@ -307,6 +317,8 @@ def _exit_text(code: int | None) -> str:
 
 def _stop(process: SpawnProcess) -> None:
     """Kill the month's process; its load rolls back in the server (all or nothing)."""
+    if process.pid is None:  # interrupted before it started
+        return
     if process.is_alive():
         process.kill()
     process.join(_STOP_TIMEOUT_S)
@@ -404,11 +416,14 @@ def materialize_months(
                         "bangkok-pipeline load stopped the process executing this run",
                     )
             raise Interrupted(stop.signum, month, loaded, outcomes, len(months)) from None
-        report(outcome)
-        outcomes.append(outcome)
-        if not outcome.success and not ephemeral and _server_answers(database_url):
-            with suppress(Exception):
-                sweep_abandoned_runs()  # a dead run's pool slot would block the next month
+        try:
+            outcomes.append(outcome)
+            report(outcome)
+            if not outcome.success and not ephemeral and _server_answers(database_url):
+                with suppress(Exception):
+                    sweep_abandoned_runs()  # a dead run's pool slot would block the next month
+        except Interrupted as stop:
+            raise Interrupted(stop.signum, None, False, outcomes, len(months)) from None
     return outcomes
 
 
