@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -20,7 +21,7 @@ from bangkok_pipeline.lib.database import (
 from bangkok_pipeline.lib.embedded import EmbeddedServerError
 from bangkok_pipeline.lib.generator import GeneratorError, generate
 from bangkok_pipeline.lib.ingest import IngestError, source_files
-from bangkok_pipeline.lib.instance import dagster_environment, ensure_dagster_database
+from bangkok_pipeline.lib.instance import activate, dagster_environment, ensure_dagster_database
 from bangkok_pipeline.lib.months import MonthSpecError, month_key, parse_months
 from bangkok_pipeline.lib.source_state import DirectoryState, scan_directory
 
@@ -120,8 +121,26 @@ def _prepare() -> str:
 
 def _load(args: argparse.Namespace) -> int:
     """Migrate, make sure there is source data, and materialize the months through Dagster."""
+    from bangkok_pipeline.lib.failures import exception_links, summarize
+    from bangkok_pipeline.lib.headless import Interrupted, interruptible
+
+    try:
+        with interruptible():
+            return _load_months(args)
+    except Interrupted as stop:
+        print(stop.explain(), flush=True)
+        return stop.exit_code
+    except Exception as error:
+        if isinstance(error, (*EXPECTED_ERRORS, OSError)):
+            raise
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {summarize(exception_links(error))}", file=sys.stderr)
+        return 1
+
+
+def _load_months(args: argparse.Namespace) -> int:
     from bangkok_pipeline.lib.headless import MonthOutcome, materialize_months
-    from bangkok_pipeline.lib.instance import activate
 
     if args.sample:
         source = cli_operations.sample_source(args.source, args.months)
@@ -132,21 +151,42 @@ def _load(args: argparse.Namespace) -> int:
         months = parse_months(args.months) if args.months else _months_with_data(source)
     url = _prepare()
     activate(url)
+    _sweep()
 
     def report(outcome: MonthOutcome) -> None:
         mark = "ok  " if outcome.success else "FAIL"
         print(f"{mark} {outcome.month}: {outcome.summary}", flush=True)
+        for warning in outcome.warnings:
+            print(f"     warning: {warning}", flush=True)
+        if args.verbose and outcome.detail:
+            print(outcome.detail.rstrip(), file=sys.stderr, flush=True)
 
     print(f"loading {len(months)} month(s) from {source} into {describe(url)}", flush=True)
+    keys = [month_key(m) for m in months]
     outcomes = materialize_months(
-        [month_key(m) for m in months], url, source, report, allow_shrink=args.allow_shrink
+        keys, url, source, report, verbose=args.verbose, allow_shrink=args.allow_shrink
     )
     failed = [o.month for o in outcomes if not o.success]
+    details = "" if args.verbose else f" (details: --verbose, the run in the UI, or {_logs()})"
     print(
         f"{len(outcomes) - len(failed)} of {len(outcomes)} month(s) loaded"
-        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + (f"; failed: {', '.join(failed)}{details}" if failed else "")
     )
     return 1 if failed else 0
+
+
+def _logs() -> str:
+    from bangkok_pipeline.lib.headless import log_path
+
+    return str(log_path("<month>"))
+
+
+def _sweep() -> None:
+    """Finish the runs that a killed or crashed load left behind, so that none blocks this one."""
+    from bangkok_pipeline.lib.headless import sweep_abandoned_runs
+
+    for swept in sweep_abandoned_runs():
+        print(swept.line, flush=True)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -158,6 +198,8 @@ def _up(args: argparse.Namespace) -> int:
     except IngestError as error:
         print(f"warning: {error}; the source sensor finds nothing to load until there is")
     url = _prepare()
+    activate(url)
+    _sweep()
     home = settings.bangkok_home()
     env = {
         **settings.ALLOCATOR_ENVIRONMENT,
@@ -300,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-shrink",
         action="store_true",
         help="let a reload remove a floor or more than BANGKOK_MAX_SHRINK_SHARE of one",
+    )
+    load.add_argument(
+        "--verbose", action="store_true", help="Dagster's output and traces on the terminal"
     )
     load.set_defaults(handler=_load)
 

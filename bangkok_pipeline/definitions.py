@@ -11,7 +11,11 @@ from bangkok_pipeline.defs.ingestion.checks import ingestion_checks
 from bangkok_pipeline.defs.ingestion.jobs import ingest_month_job
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.defs.ingestion.schedules import nightly_ingest_schedule
-from bangkok_pipeline.defs.ingestion.sensors import run_failure_alert_sensor, source_files_sensor
+from bangkok_pipeline.defs.ingestion.sensors import (
+    abandoned_runs_sensor,
+    run_failure_alert_sensor,
+    source_files_sensor,
+)
 from bangkok_pipeline.defs.operations.assets import postgres_database
 from bangkok_pipeline.defs.operations.checks import operations_checks
 from bangkok_pipeline.defs.operations.jobs import (
@@ -29,7 +33,12 @@ defs = dg.Definitions(
     assets=[raw_readings, validated_readings, load_month_partitions, postgres_database],
     asset_checks=[*ingestion_checks, *operations_checks],
     jobs=[ingest_month_job, database_health_job, partition_maintenance_job, retention_job],
-    sensors=[source_files_sensor, run_failure_alert_sensor, database_health_sensor],
+    sensors=[
+        source_files_sensor,
+        run_failure_alert_sensor,
+        abandoned_runs_sensor,
+        database_health_sensor,
+    ],
     schedules=[nightly_ingest_schedule, partition_maintenance_schedule, retention_schedule],
     resources={"database": PostgresResource(), "source": SourceDirectory()},
 )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bangkok_pipeline import settings
+from bangkok_pipeline.lib.failures import os_error_number
 
 LAYERS = ("raw", "validated")
 
@@ -122,13 +123,22 @@ def run_layers(
 
 @contextmanager
 def replacing(target: Path) -> Iterator[Path]:
-    """Yield an empty folder beside `target`; on success it becomes `target` in one rename."""
+    """Yield an empty folder beside `target`; on success it becomes `target` in one rename.
+
+    An OS error without a path (a full disk while Polars or Arrow write) is raised again as an
+    OSError naming `target`, so that the message says where.
+    """
     private_dir(target.parent)
     scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
     scratch.mkdir(mode=0o700)
     try:
         yield scratch
         _replace(target, scratch)
+    except Exception as error:
+        number = error.errno if isinstance(error, OSError) else os_error_number(str(error))
+        if not number or (isinstance(error, OSError) and error.filename):
+            raise
+        raise OSError(number, os.strerror(number), str(target)) from error
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -1,5 +1,6 @@
-"""Sensors: new or grown source files trigger loads of exactly the months that changed, and
-every failed run is recorded (and posted to ALERT_WEBHOOK_URL when set)."""
+"""Sensors: new or grown source files trigger loads of exactly the months that changed, every
+failed run is recorded (and posted to ALERT_WEBHOOK_URL when set), and runs whose process died
+are finished so that their pool slots do not block later loads."""
 
 from datetime import UTC, datetime
 
@@ -10,6 +11,7 @@ from bangkok_pipeline.defs.ingestion.jobs import ingest_month_job
 from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.lib.alerts import RunFailure, post_webhook, record_failure
+from bangkok_pipeline.lib.headless import sweep_abandoned_runs
 from bangkok_pipeline.lib.source_state import DirectoryState, scan_directory
 
 SOURCE_DIGEST_TAG = "bangkok/source_digest"
@@ -88,3 +90,16 @@ def run_failure_alert_sensor(
     alerted = post_webhook(url, failure) if url else False
     with database.connection(autocommit=True) as conn:
         record_failure(conn, failure, alerted)
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks failed the runs whose process died (kill -9, a crash) and frees their "
+    "slots in pool bangkok_database, which Dagster would keep for them and make later loads wait.",
+)
+def abandoned_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    swept = sweep_abandoned_runs(context.instance)
+    for run in swept:
+        context.log.warning(run.line)
+    return dg.SkipReason("; ".join(run.line for run in swept) or "no abandoned runs")
