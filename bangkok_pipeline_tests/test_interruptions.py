@@ -398,8 +398,8 @@ def test_a_failing_month_is_one_line_and_its_trace_only_with_verbose(home: Home)
 
 @pytest.mark.integration
 def test_a_full_disk_names_enospc_and_the_layer(home: Home) -> None:
-    """The validated layer on a 64 kB tmpfs: the month fails with the cause and the path."""
-    target = home.path / "layers" / "validated"
+    """The runs' layers on a 64 kB tmpfs: the month fails with the cause and the path."""
+    target = home.path / "layers" / "runs"
     target.mkdir(parents=True, exist_ok=True)
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target)], capture_output=True
@@ -413,9 +413,10 @@ def test_a_full_disk_names_enospc_and_the_layer(home: Home) -> None:
         subprocess.run(["umount", str(target)], check=True)
     assert result.returncode == 1
     fails = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
-    assert fails == [
-        f"FAIL {MONTH}: step validated_readings failed: No space left on device: {target / MONTH}"
-    ], result.stdout
+    assert len(fails) == 1, result.stdout
+    assert fails[0].startswith(
+        f"FAIL {MONTH}: step raw_readings failed: No space left on device: {target / MONTH}/"
+    ) and fails[0].endswith("/raw"), fails[0]
     assert not result.stderr.strip()
     assert _month_state(home.url) == base
 
