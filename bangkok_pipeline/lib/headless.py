@@ -18,11 +18,10 @@ import os
 import resource
 import signal
 import sys
-import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -39,7 +38,12 @@ from bangkok_pipeline import settings
 from bangkok_pipeline.lib.database import describe
 from bangkok_pipeline.lib.failures import Link, exception_links, first_line, strip_class, summarize
 from bangkok_pipeline.lib.instance import STORAGE_URL_VARIABLE
-from bangkok_pipeline.lib.processes import ProcessIdentity, alive_since, die_with_parent
+from bangkok_pipeline.lib.processes import (
+    ProcessIdentity,
+    alive_since,
+    die_with_parent,
+    signals_handled,
+)
 
 HOST_TAG = "bangkok/host"
 PID_TAG = "bangkok/pid"
@@ -117,34 +121,14 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
-@contextmanager
-def interruptible() -> Iterator[None]:
+def interruptible() -> AbstractContextManager[None]:
     """SIGINT and SIGTERM raise `Interrupted` (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {
-        sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return signals_handled(_raise_interrupted)
 
 
-@contextmanager
-def _signals_ignored() -> Iterator[None]:
+def _signals_ignored() -> AbstractContextManager[None]:
     """A second Ctrl-C must not cut the clean-up after the first one short (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return signals_handled(signal.SIG_IGN)
 
 
 @contextmanager

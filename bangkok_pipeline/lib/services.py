@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from bangkok_pipeline import settings
+from bangkok_pipeline.lib.processes import signals_handled
 
 DEFINITIONS_MODULE = "bangkok_pipeline.definitions"
 STOP_TIMEOUT_S = 15.0
@@ -203,20 +203,6 @@ def interrupt_on_sigterm() -> Iterator[None]:
 
 
 @contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """A second Ctrl-C must not cut the shutdown short and orphan a child (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextmanager
 def running(services: Sequence[Service], env: Mapping[str, str]) -> Iterator[None]:
     """Start the services; stop every one of them on the way out, whatever happened."""
     started: list[Service] = []
@@ -226,7 +212,7 @@ def running(services: Sequence[Service], env: Mapping[str, str]) -> Iterator[Non
             started.append(service)
         yield
     finally:
-        with _signals_ignored():
+        with signals_handled(signal.SIG_IGN):  # a second Ctrl-C must not orphan a child
             stop_all(started)
 
 
