@@ -120,11 +120,12 @@ class _WebhookReceiver(BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     """A local HTTP endpoint set as ALERT_WEBHOOK_URL; yields the alerts it received."""
-    handler = type("Receiver", (_WebhookReceiver,), {"received": []})
+    received: list[dict[str, Any]] = []
+    handler = type("Receiver", (_WebhookReceiver,), {"received": received})
     server = HTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
     try:
-        yield handler.received
+        yield received
     finally:
         server.shutdown()

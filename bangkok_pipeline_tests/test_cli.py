@@ -124,10 +124,12 @@ def test_load_sample_on_the_embedded_default_records_runs_in_postgres_and_keeps_
         assert storage.startswith("postgresql+psycopg2://")
         dagster_url = exports["DATABASE_URL"].strip("'").replace("/bangkok?", "/dagster?")
         with psycopg.connect(dagster_url) as conn:
-            (status, partition) = conn.execute(
+            row = conn.execute(
                 "SELECT r.status, t.value FROM runs AS r JOIN run_tags AS t USING (run_id) "
                 "WHERE t.key = 'dagster/partition'"
             ).fetchone()
+        assert row is not None
+        (status, partition) = row
         assert (status, partition) == ("SUCCESS", "2018-07")
         assert (home / "layers" / "raw" / "2018-07" / "manifest.json").exists()
         assert _private(home) == []

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import psutil
 import psycopg
@@ -101,7 +102,13 @@ def _month_state(url: str) -> tuple[int, int, str]:
     return int(row[0]), int(row[1]), str(row[2])
 
 
-def _as_service_user() -> dict[str, object]:
+class _RunAs(TypedDict, total=False):
+    user: str
+    group: str
+    extra_groups: list[str]
+
+
+def _as_service_user() -> _RunAs:
     """As root the embedded server runs as its own OS user; so must pg_ctl."""
     if os.geteuid() != 0:
         return {}

@@ -214,6 +214,7 @@ def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended
             "/assets/sensor_readings?view=checks&checkDetail=reconciliation",
             ["reconciliation\nSucceeded", "This is a blocking asset check", "Passed", MONTH],
         )
+        assert defs.sensors is not None and defs.schedules is not None
         automations = [s.name for s in defs.sensors] + [s.name for s in defs.schedules]
         assert {"source_files_sensor", "nightly_ingest_schedule"} <= set(automations)
         pages.expect("automation", "/automation", automations)

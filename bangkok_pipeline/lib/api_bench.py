@@ -188,7 +188,7 @@ def _pgbench(
     ]
     if log_prefix is not None:
         args += ["--log", f"--log-prefix={log_prefix}"]
-    args.append(make_conninfo("", **params))  # type: ignore[arg-type]
+    args.append(make_conninfo("", **params))
     result = subprocess.run(
         args,
         capture_output=True,
@@ -322,7 +322,7 @@ def explain(url: str, function: str) -> str:
         psycopg.connect(url, autocommit=True) as conn,
     ):
         for statement in _AUTO_EXPLAIN:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
         conn.execute(
             sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(logins["api"].name))
         )
@@ -338,7 +338,7 @@ def explain(url: str, function: str) -> str:
         call = re.sub(r"(?<!:):([a-z_0-9]+)", r"%(\1)s", SCRIPTS[function][1])
         conn.add_notice_handler(lambda diagnostic: notices.append(diagnostic.message_primary or ""))
         with access.acting_as(conn, user):
-            conn.execute(call, values)  # type: ignore[arg-type]
+            conn.execute(call, values)
         conn.execute("RESET SESSION AUTHORIZATION")
     return "\n\n".join(notices)
 

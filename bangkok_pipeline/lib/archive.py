@@ -179,7 +179,11 @@ def read_partition(conn: psycopg.Connection, table: sql.Identifier) -> pl.DataFr
     return pl.concat(frames)
 
 
-_SCHEMA = {"ts": pl.Datetime("us", "Asia/Bangkok"), "sensor_id": pl.Int16, "value": pl.Float32}
+_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "ts": pl.Datetime("us", "Asia/Bangkok"),
+    "sensor_id": pl.Int16,
+    "value": pl.Float32,
+}
 
 
 def _totals(figures: Figures) -> tuple[int, float, int]:

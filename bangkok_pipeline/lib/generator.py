@@ -391,6 +391,7 @@ def _month_chunk(
     )
     buffer = io.BytesIO()
     frame.write_csv(buffer, include_header=False, datetime_format=TIMESTAMP_FORMAT)
+    injected: list[dfx.Defect]
     body, lines, injected = buffer.getvalue(), rows, []
     key = month_key(month)
     rng = stream(seed, month.year, month.month, floor, DEFECTS)

@@ -345,7 +345,9 @@ def _loads(
     conn: psycopg.Connection, digests: dict[str, str] | None, problems: list[str]
 ) -> Finding:
     history = conn.execute(query("select_load_history")).fetchall()
-    loaded = dict(conn.execute(query("select_loaded_month_digests")).fetchall())
+    loaded: dict[str, str | None] = dict(
+        conn.execute(query("select_loaded_month_digests")).fetchall()
+    )
     per_month = {
         month: {
             "last_success": str(success) if success else None,
@@ -429,7 +431,8 @@ def _partitions(conn: psycopg.Connection, digests: dict[str, str] | None) -> Fin
 def _staging(conn: psycopg.Connection) -> Finding:
     found = maintenance.inventory(conn)
     held = held_months(conn)
-    orphans, in_progress = [], []
+    orphans: list[dict[str, Any]] = []
+    in_progress: list[dict[str, Any]] = []
     for table in found.unattached:
         parsed = parse_partition_name(table.name)
         busy = parsed is not None and parsed[1] in held
@@ -460,5 +463,5 @@ def _staging(conn: psycopg.Connection) -> Finding:
         )
     if problems:
         return Finding("staging", Status.WARN, "; ".join(problems), details)
-    busy = f"; {len(in_progress)} table(s) being built by a running load" if in_progress else ""
-    return Finding("staging", Status.OK, f"no orphaned tables or stuck loads{busy}", details)
+    building = f"; {len(in_progress)} table(s) being built by a running load" if in_progress else ""
+    return Finding("staging", Status.OK, f"no orphaned tables or stuck loads{building}", details)

@@ -56,7 +56,7 @@ class RawMonth:
     """
 
     month: str
-    files: list[dict[str, object]] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     without_lines: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
@@ -64,7 +64,7 @@ class RawMonth:
 
     @property
     def lines(self) -> int:
-        return sum(int(f["lines"]) for f in self.files)  # type: ignore[call-overload]
+        return sum(int(f["lines"]) for f in self.files)
 
 
 def source_files(source_dir: Path) -> tuple[list[Path], list[str]]:
@@ -273,7 +273,11 @@ def _day_slices(raw: pl.DataFrame) -> list[pl.DataFrame]:
     return [part.drop("_slice") for part in keyed.partition_by("_slice", maintain_order=True)]
 
 
-_VALID_SCHEMA = {"ts": TS_DTYPE, "sensor_id": pl.Int16, "value": pl.Float32}
+_VALID_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "ts": TS_DTYPE,
+    "sensor_id": pl.Int16,
+    "value": pl.Float32,
+}
 
 
 @dataclass
@@ -320,7 +324,11 @@ def validate_month(layers: RunLayers) -> ValidatedMonth:
     floor_present: dict[int, int] = {}
     floor_expected: dict[int, int] = {}
     bounds: list[object] = []
-    schema = {"ts": pl.Datetime("us", "Asia/Bangkok"), "sensor_id": pl.Int16, "value": pl.Float32}
+    schema: dict[str, pl.DataType | type[pl.DataType]] = {
+        "ts": pl.Datetime("us", "Asia/Bangkok"),
+        "sensor_id": pl.Int16,
+        "value": pl.Float32,
+    }
     with replacing(layers.write_dir("validated")) as folder:
         writer = pq.ParquetWriter(
             folder / "readings.parquet",

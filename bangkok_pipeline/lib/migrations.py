@@ -104,7 +104,7 @@ def migrate(
         steps = []
         for migration in _pending(migrations, done, target):
             with conn.transaction():
-                conn.execute(migration.up.read_text())  # type: ignore[arg-type]
+                conn.execute(migration.up.read_text())
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                     (migration.version, migration.name, migration.checksum),
@@ -147,7 +147,7 @@ def downgrade(
         for version in sorted((v for v in done if v > target), reverse=True):
             migration = by_version[version]
             with conn.transaction():
-                conn.execute(migration.down.read_text())  # type: ignore[arg-type]
+                conn.execute(migration.down.read_text())
                 conn.execute("DELETE FROM schema_migrations WHERE version = %s", (version,))
             steps.append(migration.label)
         return steps

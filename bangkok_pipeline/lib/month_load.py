@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TypeVar
 
 import polars as pl
 import psycopg
@@ -29,6 +30,7 @@ from bangkok_pipeline.lib.months import month_bounds, next_month
 from bangkok_pipeline.lib.queries import query
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _SWAP_ATTEMPTS = 5
 QUARANTINE_COLUMNS = (
     "source_file",
@@ -151,7 +153,7 @@ class MonthLoader:
                 dict(self.timings),
             )
 
-    def _timed(self, name: str, step: Callable[[], object]) -> object:
+    def _timed(self, name: str, step: Callable[[], T]) -> T:
         started = time.perf_counter()
         result = step()
         self.timings[name] = round(time.perf_counter() - started, 3)

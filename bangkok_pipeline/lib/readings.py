@@ -87,7 +87,7 @@ def _records(
             pl.format("{} line {}{}", pl.lit(source_file), pl.col(LINE_NO), detail).alias("detail"),
             pl.lit(month).alias("month"),
         )
-        .cast(QUARANTINE_SCHEMA)
+        .cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]  # polars stub: Mapping key invariant
     )
 
 

@@ -73,7 +73,7 @@ class SourceText:
     def lines_by_month(self) -> dict[str, int]:
         """Data lines per month, in order."""
         counts = self.lines.group_by("month").len().drop_nulls("month").sort("month")
-        return dict(counts.iter_rows())  # type: ignore[arg-type]
+        return dict(counts.iter_rows())
 
 
 def _free_separator(path: Path) -> str | None:

@@ -233,7 +233,7 @@ def _kind_table(kinds: Mapping[int, str], readings: pl.DataFrame, source_file: s
         raise ReadingModelError(
             f"{source_file}: sensor ids without a kind: {missing[:10]}; unknown kinds: {unknown}"
         )
-    table = [None] * (max(ids, default=0) + 1)
+    table: list[str | None] = [None] * (max(ids, default=0) + 1)
     for sensor_id in ids:
         table[sensor_id] = kinds[sensor_id]
     return pl.Series("kind", table, dtype=KIND_DTYPE)
@@ -333,4 +333,4 @@ def _quarantine(
         "reason",
         pl.concat_str(where, detail).alias("detail"),
         pl.lit(month).alias("month"),
-    ).cast(QUARANTINE_SCHEMA)
+    ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]  # polars stub: Mapping key invariant

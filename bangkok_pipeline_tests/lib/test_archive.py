@@ -38,7 +38,7 @@ class Database:
 
     def query(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple]:
         with psycopg.connect(self.url) as conn:
-            return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
+            return conn.execute(statement, params).fetchall()
 
     def month(self, first_day: str) -> dict[str, list[tuple]]:
         """A month's readings (count, exact numeric sum, fingerprint hash per sensor) and its

@@ -33,6 +33,7 @@ def test_start_reuse_stop(tmp_path: Path) -> None:
             "SELECT current_database(), current_setting('server_version_num')::int, "
             "current_setting('shared_preload_libraries')"
         ).fetchone()
+    assert row is not None
     assert row == ("bangkok", row[1], "pg_stat_statements") and row[1] >= 150000
     with psycopg.connect(server.url("dagster")) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)

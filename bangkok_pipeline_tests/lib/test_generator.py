@@ -208,7 +208,10 @@ def test_one_row_a_minute_in_bangkok_local_time(clean: Generated) -> None:
         assert stamps[0] == datetime.datetime(2018, 7, 1, 0, 0)
         assert stamps[-1] == datetime.datetime(2018, 7, 31, 23, 59)
         assert stamps[:60] == [stamps[0] + datetime.timedelta(minutes=m) for m in range(60)]
-        assert all(a < b for a, b in zip(stamps, stamps[1:], strict=False))
+        assert all(
+            a is not None and b is not None and a < b
+            for a, b in zip(stamps, stamps[1:], strict=False)
+        )
         stats = manifest["files"][file_name(2018, floor)]["months"]["2018-07"]
         assert 0 < stats["missing_minutes"] < 300
         assert len(stamps) + stats["missing_minutes"] == 31 * 24 * 60

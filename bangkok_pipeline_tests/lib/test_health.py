@@ -35,7 +35,7 @@ class Database:
 
     def execute(self, statement: str, params: tuple[object, ...] = ()) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(statement, params)  # type: ignore[arg-type]
+            conn.execute(statement, params)
 
 
 @pytest.fixture(scope="module")

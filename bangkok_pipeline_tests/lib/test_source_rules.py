@@ -58,7 +58,7 @@ def write(directory: Path, files: dict[str, list[str]]) -> Path:
 
 def query(url: str, statement: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
-        return conn.execute(statement).fetchall()  # type: ignore[arg-type]
+        return conn.execute(statement).fetchall()
 
 
 # --- a whole file in another timestamp format ------------------------------------------------

@@ -17,6 +17,7 @@ import dagster as dg
 import psycopg
 import pytest
 from psycopg import errors, sql
+from psycopg.abc import Params
 
 from bangkok_pipeline.defs.ingestion.assets import (
     load_month_partitions,
@@ -75,6 +76,8 @@ API_CALLS = (
     "SELECT * FROM api.zone_comfort(%(building)s, '2019-02-01', '2019-02-28')",
 )
 
+Statement = str | sql.SQL | sql.Composed  # what World runs: a query without a template
+
 
 @dataclass
 class User:
@@ -96,10 +99,10 @@ class World:
     tenants: dict[str, uuid.UUID] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
 
-    def owner(self, statement: str, params: object = None) -> list[tuple]:
+    def owner(self, statement: Statement, params: Params | None = None) -> list[tuple]:
         """As the superuser (RLS bypassed): the ground truth."""
         with psycopg.connect(self.url, autocommit=True) as conn:
-            cursor = conn.execute(statement, params)  # type: ignore[arg-type]
+            cursor = conn.execute(statement, params)
             return cursor.fetchall() if cursor.description else []
 
     @contextmanager
@@ -107,17 +110,19 @@ class World:
         with psycopg.connect(self.users[name].login.url(self.url), autocommit=True) as conn:
             yield conn
 
-    def run(self, name: str, statement: str, params: object = None) -> list[tuple]:
+    def run(self, name: str, statement: Statement, params: Params | None = None) -> list[tuple]:
         """As user `name`: their login, their claim, one transaction."""
         with self.connect(name) as conn, access.acting_as(conn, self.users[name].user_id):
-            cursor = conn.execute(statement, params)  # type: ignore[arg-type]
+            cursor = conn.execute(statement, params)
             return cursor.fetchall() if cursor.description else []
 
-    def rowcount(self, name: str, statement: str, params: object = None) -> int:
+    def rowcount(self, name: str, statement: Statement, params: Params | None = None) -> int:
         with self.connect(name) as conn, access.acting_as(conn, self.users[name].user_id):
-            return conn.execute(statement, params).rowcount  # type: ignore[arg-type]
+            return conn.execute(statement, params).rowcount
 
-    def refused(self, name: str, statement: str, params: object = None) -> psycopg.Error:
+    def refused(
+        self, name: str, statement: Statement, params: Params | None = None
+    ) -> psycopg.Error:
         with pytest.raises(psycopg.Error) as caught:
             self.run(name, statement, params)
         return caught.value
@@ -623,7 +628,7 @@ def test_api_parameters_are_validated_with_clear_errors(
 
 def test_api_roles_cannot_reach_partitions_side_tables_or_private_code(world: World) -> None:
     partition = sql.Identifier("partitions", f"sensor_readings_y{MONTH.replace('-', 'm')}")
-    statements = [
+    statements: list[Statement] = [
         sql.SQL("SELECT count(*) FROM {}").format(partition),
         "SELECT count(*) FROM load_log",
         "SELECT count(*) FROM quarantine",
@@ -670,7 +675,7 @@ def test_the_check_fails_when_an_api_role_gains_a_privilege_on_a_partition(world
     assert check().passed
     partition = sql.Identifier("partitions", f"hourly_sensor_stats_y{MONTH.replace('-', 'm')}")
     login = sql.Identifier(world.users["pro_viewer"].login.name)
-    for grant, revoke in [
+    grants: list[tuple[Statement, Statement]] = [
         (
             sql.SQL("GRANT SELECT ON {} TO bangkok_api").format(partition),
             sql.SQL("REVOKE SELECT ON {} FROM bangkok_api").format(partition),
@@ -683,12 +688,14 @@ def test_the_check_fails_when_an_api_role_gains_a_privilege_on_a_partition(world
             sql.SQL("GRANT SELECT ON quarantine TO PUBLIC"),
             sql.SQL("REVOKE SELECT ON quarantine FROM PUBLIC"),
         ),
-    ]:
+    ]
+    for grant, revoke in grants:
         world.owner(grant)
         try:
             evaluation = check()
             assert not evaluation.passed
-            assert evaluation.metadata["privileges_found"].value >= 1
+            found = evaluation.metadata["privileges_found"].value
+            assert isinstance(found, int) and found >= 1
         finally:
             world.owner(revoke)
     world.owner("ALTER TABLE sensors NO FORCE ROW LEVEL SECURITY")

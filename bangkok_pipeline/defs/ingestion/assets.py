@@ -139,7 +139,7 @@ def raw_readings(
             # files of the month's year without a line of it: their floors count as 0 % complete
             "files_without_lines": dg.MetadataValue.json(raw.without_lines),
             "waiting_for_partition": dg.MetadataValue.json(raw.waiting),
-            "sensors_in_headers": sum(len(f["sensor_ids"]) for f in raw.files),  # type: ignore[arg-type]
+            "sensors_in_headers": sum(len(f["sensor_ids"]) for f in raw.files),
         }
     )
 

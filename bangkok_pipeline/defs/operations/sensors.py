@@ -12,6 +12,7 @@ daemon too: `bangkok-pipeline health` is what reports that case.
 """
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -47,7 +48,7 @@ class HealthCursor:
         )
 
 
-def _alert(url: str | None, alerts: list[HealthAlert], log: dg.DagsterLogManager) -> None:
+def _alert(url: str | None, alerts: list[HealthAlert], log: logging.Logger) -> None:
     """Post each alert (when a webhook is set) and record it (when the database answers)."""
     webhook = settings.alert_webhook_url()
     posted = [post_health_alert(webhook, a) if webhook else False for a in alerts]

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 
@@ -60,7 +60,7 @@ class Loaded:
 
     def query(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple]:
         with psycopg.connect(self.url) as conn:
-            return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
+            return conn.execute(statement, params).fetchall()
 
     def snapshot(self) -> dict[str, list[tuple]]:
         """Everything a load writes, minus ids, run ids and timestamps of the load itself."""
@@ -157,6 +157,12 @@ def test_quarantine_rows_name_file_line_column_and_expectation(loaded: Loaded) -
     assert "number" in detail
 
 
+def _number(metadata: dg.MetadataValue) -> float:
+    value = metadata.value
+    assert isinstance(value, int | float), metadata
+    return value
+
+
 def test_metadata_and_checks_of_the_materialization(loaded: Loaded) -> None:
     result: dg.ExecuteInProcessResult = loaded.first_result  # type: ignore[attr-defined]
     materializations = [
@@ -169,17 +175,18 @@ def test_metadata_and_checks_of_the_materialization(loaded: Loaded) -> None:
     assert validated["readings"].value == total["valid_readings"]
     assert validated["quarantined"].value == sum(total["quarantine"].values())
     assert validated["identical_duplicate_lines"].value == total["identical_duplicates"]
-    assert 0.9 < validated["completeness"].value <= 1.0
+    assert 0.9 < _number(validated["completeness"]) <= 1.0
     loaded_meta = by_key["sensor_readings"]
     assert loaded_meta["rows_loaded"].value == total["valid_readings"]
     assert loaded_meta["rows_quarantined"].value == sum(total["quarantine"].values())
     assert loaded_meta["rows_read"].value == total["rows"]
     assert loaded_meta["first_ts"].value == "2019-02-01 00:00:00+07:00"
     assert loaded_meta["last_ts"].value == "2019-02-28 23:59:00+07:00"
-    assert 0.9 < loaded_meta["completeness"].value <= 1.0
-    assert loaded_meta["source_fingerprints"].value["month_digest"]
-    assert loaded_meta["partition_bytes"].value > 0
-    assert loaded_meta["rows_per_second"].value > 0
+    assert 0.9 < _number(loaded_meta["completeness"]) <= 1.0
+    fingerprints = loaded_meta["source_fingerprints"].value
+    assert isinstance(fingerprints, Mapping) and fingerprints["month_digest"]
+    assert _number(loaded_meta["partition_bytes"]) > 0
+    assert _number(loaded_meta["rows_per_second"]) > 0
     assert "source_fingerprints" in by_key["raw_readings"]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
@@ -341,7 +348,7 @@ def test_bad_sources_fail_with_a_specific_message_and_leave_the_database_as_it_w
         for e in result.all_events
         if e.is_step_failure and e.step_failure_data and e.step_failure_data.user_failure_data
     ]
-    assert failures and message in failures[0]
+    assert failures and failures[0] is not None and message in failures[0]
     assert loaded.snapshot() == before
 
 
@@ -349,6 +356,7 @@ def test_a_missing_source_directory_is_named(loaded: Loaded, tmp_path: Path) -> 
     result = loaded.materialize(source=tmp_path / "nowhere")
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_failure_data.user_failure_data is not None
     assert "nowhere does not exist" in str(failure.step_failure_data.user_failure_data.description)
 
 

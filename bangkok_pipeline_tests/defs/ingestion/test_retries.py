@@ -84,6 +84,7 @@ def test_a_schema_mismatch_fails_at_once_without_retry(
     assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
     failure = next(e for e in result.all_events if e.is_step_failure)
     description = failure.step_failure_data.user_failure_data.description  # type: ignore[union-attr]
+    assert description is not None
     assert description.startswith("database error (UndefinedColumn)")
     assert "rows_read" in description
 

@@ -179,6 +179,7 @@ def test_the_load_asset_refuses_a_shrink_and_its_config_allows_it(
     assert not refused.success
     failure = next(e for e in refused.all_events if e.is_step_failure)
     description = failure.step_failure_data.user_failure_data.description  # type: ignore[union-attr]
+    assert description is not None
     assert "floor 3 from" in description and "floor 4 from" in description
     assert "--allow-shrink" in description
     assert materialize(allow=True).success

@@ -63,4 +63,4 @@ def test_retention_job_without_a_policy_does_nothing_and_a_bad_policy_fails_the_
     )
     assert not refused.success
     failure = next(e for e in refused.all_events if e.is_step_failure)
-    assert "would archive every month" in str(failure.step_failure_data.error)  # type: ignore[union-attr]
+    assert "would archive every month" in str(failure.step_failure_data.error)

@@ -42,7 +42,7 @@ def test_critical_findings_are_evaluated_alerted_once_and_resolved(
     first = _evaluate(migrated_url, tmp_path, None)
     evaluations = {e.check_name: e for e in first.asset_events}  # type: ignore[union-attr]
     assert list(evaluations) == list(health.CONCERNS)
-    assert all(e.asset_key == DATABASE for e in evaluations.values())  # type: ignore[union-attr]
+    assert all(e.asset_key == DATABASE for e in evaluations.values())
     size = evaluations["database_size"]
     assert not size.passed and size.severity == dg.AssetCheckSeverity.ERROR  # type: ignore[union-attr]
     assert evaluations["migrations"].passed  # type: ignore[union-attr]
