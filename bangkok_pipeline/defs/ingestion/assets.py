@@ -119,6 +119,11 @@ def raw_readings(
             raw = extract_raw_month(conn, source.directory(), _run_layers(context))
     except IngestError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
+    except OSError as error:  # writing the layer (a full disk): retrying at once will not help
+        where = f": {error.filename}" if error.filename else ""
+        raise dg.Failure(
+            description=f"{error.strerror or error}{where}", allow_retries=False
+        ) from None
     for warning in raw.skipped + raw.without_lines + raw.waiting:
         context.log.warning(warning)
     unknown = {f["file"]: f["unknown_columns"] for f in raw.files if f["unknown_columns"]}
