@@ -18,9 +18,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from bangkok_pipeline.lib import migrations
-from bangkok_pipeline.lib.database import with_database
-from bangkok_pipeline.lib.embedded import EmbeddedServer
+from bangkok_pipeline.db import migrations
+from bangkok_pipeline.db.connection import with_database
+from bangkok_pipeline.db.embedded import EmbeddedServer
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +79,8 @@ def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (~0.6 M readings a month): months small enough for the operations tests to load quickly."""
     from datetime import date
 
-    from bangkok_pipeline.lib.generator import generate
-    from bangkok_pipeline.lib.sample import keep_first_days
+    from bangkok_pipeline.devtools.generator import generate
+    from bangkok_pipeline.devtools.sample import keep_first_days
 
     out = tmp_path_factory.mktemp("tiny-source")
     generate(out, [date(2019, 2, 1), date(2019, 3, 1)], seed=11)
@@ -92,8 +92,8 @@ def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def load_directly(url: str, source: Path, month: str, home: Path) -> int:
     """Extract, validate and load one month with the library (no Dagster); the rows loaded."""
-    from bangkok_pipeline.lib.ingest import extract_raw_month, load_month, validate_month
-    from bangkok_pipeline.lib.layers import run_layers
+    from bangkok_pipeline.transform.layers import run_layers
+    from bangkok_pipeline.warehouse.ingest import extract_raw_month, load_month, validate_month
 
     layers = run_layers(month, f"test-{month}-{uuid.uuid4().hex[:6]}", home=home)
     with psycopg.connect(url, autocommit=True) as conn:

@@ -26,7 +26,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from bangkok_pipeline.definitions import defs
-from bangkok_pipeline.lib.generator import generate
+from bangkok_pipeline.devtools.generator import generate
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -63,7 +63,7 @@ pytestmark = [
 
 
 def _cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from bangkok_pipeline.cli import main; main()", *args]
+    return [sys.executable, "-c", "from bangkok_pipeline.cli.main import main; main()", *args]
 
 
 def _free_port() -> int:

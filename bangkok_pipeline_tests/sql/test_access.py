@@ -19,6 +19,8 @@ import pytest
 from psycopg import errors, sql
 from psycopg.abc import Params
 
+from bangkok_pipeline.core.settings import BANGKOK_TZ
+from bangkok_pipeline.db import migrations
 from bangkok_pipeline.defs.ingestion.assets import (
     load_month_partitions,
     raw_readings,
@@ -26,11 +28,11 @@ from bangkok_pipeline.defs.ingestion.assets import (
 )
 from bangkok_pipeline.defs.ingestion.checks import api_roles_cannot_bypass_rls, ingestion_checks
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
-from bangkok_pipeline.lib import access, api_bench, migrations
-from bangkok_pipeline.lib.generator import generate
-from bangkok_pipeline.lib.ingest import load_month
-from bangkok_pipeline.lib.layers import run_layers
-from bangkok_pipeline.settings import BANGKOK_TZ
+from bangkok_pipeline.devtools import api_bench
+from bangkok_pipeline.devtools.generator import generate
+from bangkok_pipeline.transform.layers import run_layers
+from bangkok_pipeline.warehouse import access
+from bangkok_pipeline.warehouse.ingest import load_month
 from bangkok_pipeline_tests.conftest import new_database
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 -- Per sensor: count, sum and an order-independent hash of (minute, exact float4 bits), the
--- same arithmetic as bangkok_pipeline.lib.fingerprint on the validated frame.
+-- same arithmetic as bangkok_pipeline.transform.fingerprint on the validated frame.
 SELECT sensor_id,
        count(*) AS n,
        sum(value::float8) AS total,

@@ -1,7 +1,7 @@
 """Month-partitioned ingestion assets: raw CSV layer -> validated readings -> PostgreSQL.
 
 Grain of every asset: one Bangkok calendar month of the CU-BEMS files. The work itself lives in
-`bangkok_pipeline.lib.ingest`; these definitions add partitions, resources and metadata.
+`bangkok_pipeline.warehouse.ingest`; these definitions add partitions, resources and metadata.
 """
 
 from collections.abc import Callable, Iterator
@@ -9,24 +9,24 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from bangkok_pipeline import settings
+from bangkok_pipeline.core import settings
+from bangkok_pipeline.core.months import month_bounds, parse_month
+from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.defs.ingestion.partitions import month_backfill_policy, monthly_partitions
 from bangkok_pipeline.defs.ingestion.resources import (
     DATABASE_RETRY_POLICY,
     PostgresResource,
     SourceDirectory,
 )
-from bangkok_pipeline.lib.ingest import (
+from bangkok_pipeline.transform.layers import LayerMissing, RunLayers, run_layers
+from bangkok_pipeline.warehouse.ingest import (
     IngestError,
     extract_raw_month,
     load_month,
     validate_month,
     validated_summary,
 )
-from bangkok_pipeline.lib.layers import LayerMissing, RunLayers, run_layers
-from bangkok_pipeline.lib.month_load import ReconciliationError, ShrinkError, ShrinkGuard
-from bangkok_pipeline.lib.months import month_bounds, parse_month
-from bangkok_pipeline.settings import BANGKOK_TZ
+from bangkok_pipeline.warehouse.load import ReconciliationError, ShrinkError, ShrinkGuard
 
 RAW = dg.AssetKey("raw_readings")
 VALIDATED = dg.AssetKey("validated_readings")

@@ -5,8 +5,8 @@ Keys are `YYYY-MM`; a month starts at 00:00 Asia/Bangkok on its first day.
 
 import dagster as dg
 
-from bangkok_pipeline import settings
-from bangkok_pipeline.lib.months import month_key, next_month, parse_month
+from bangkok_pipeline.core import settings
+from bangkok_pipeline.core.months import month_key, next_month, parse_month
 
 monthly_partitions = dg.MonthlyPartitionsDefinition(
     start_date=settings.DATA_FIRST_MONTH,

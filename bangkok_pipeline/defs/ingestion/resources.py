@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 
-from bangkok_pipeline import settings
-from bangkok_pipeline.lib.database import DatabaseUnavailable, connect, is_transient, resolve_url
+from bangkok_pipeline.core import settings
+from bangkok_pipeline.db.connection import DatabaseUnavailable, connect, is_transient, resolve_url
 
 # Transient database errors are retried by this policy (exponential backoff with jitter);
 # permanent ones become a Failure that Dagster does not retry.

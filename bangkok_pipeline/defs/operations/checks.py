@@ -10,7 +10,7 @@ import dagster as dg
 
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.defs.operations.assets import DATABASE
-from bangkok_pipeline.lib import health
+from bangkok_pipeline.ops import health
 
 _DESCRIPTIONS = {
     "database": "Reachable, and PostgreSQL 15 or newer.",

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 import dagster as dg
 import psycopg
 
-from bangkok_pipeline import settings
+from bangkok_pipeline.core import settings
+from bangkok_pipeline.db.connection import DatabaseUnavailable, connect
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.defs.operations.assets import DATABASE
 from bangkok_pipeline.defs.operations.checks import check_fields
-from bangkok_pipeline.lib import health
-from bangkok_pipeline.lib.alerts import HealthAlert, post_health_alert, record_health_alert
-from bangkok_pipeline.lib.database import DatabaseUnavailable, connect
-from bangkok_pipeline.lib.source_state import DirectoryState
+from bangkok_pipeline.ops import health
+from bangkok_pipeline.ops.alerts import HealthAlert, post_health_alert, record_health_alert
+from bangkok_pipeline.source.state import DirectoryState
 
 
 @dataclass

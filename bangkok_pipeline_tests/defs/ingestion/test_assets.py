@@ -19,6 +19,7 @@ import dagster as dg
 import psycopg
 import pytest
 
+from bangkok_pipeline.core.months import month_bounds
 from bangkok_pipeline.defs.ingestion.assets import (
     _data_reaches_month_end,
     load_month_partitions,
@@ -27,8 +28,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
 )
 from bangkok_pipeline.defs.ingestion.checks import ingestion_checks
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
-from bangkok_pipeline.lib.generator import generate
-from bangkok_pipeline.lib.months import month_bounds
+from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline_tests.conftest import new_database
 
 pytestmark = pytest.mark.integration
@@ -267,8 +267,8 @@ def test_a_reader_never_sees_a_short_month_during_a_swap(loaded: Loaded) -> None
 _LOAD_IN_CHILD = """
 import sys
 import psycopg
-from bangkok_pipeline.lib.ingest import load_month
-from bangkok_pipeline.lib.layers import run_layers
+from bangkok_pipeline.warehouse.ingest import load_month
+from bangkok_pipeline.transform.layers import run_layers
 with psycopg.connect(sys.argv[1], autocommit=True, application_name="killed-load") as conn:
     load_month(conn, run_layers(sys.argv[2], "doomed-run", published_fallback=True))
 """

@@ -9,14 +9,14 @@ import dagster as dg
 import psycopg
 import pytest
 
+from bangkok_pipeline.db.connection import is_transient
 from bangkok_pipeline.defs.ingestion.assets import (
     load_month_partitions,
     raw_readings,
     validated_readings,
 )
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
-from bangkok_pipeline.lib.database import is_transient
-from bangkok_pipeline.lib.generator import generate
+from bangkok_pipeline.devtools.generator import generate
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ from bangkok_pipeline.defs.ingestion.assets import (
     validated_readings,
 )
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
-from bangkok_pipeline.lib.ingest import extract_raw_month, load_month, validate_month
-from bangkok_pipeline.lib.layers import LayerMissing, layer_dir, run_layers
-from bangkok_pipeline.lib.month_load import ShrinkError, ShrinkGuard
+from bangkok_pipeline.transform.layers import LayerMissing, layer_dir, run_layers
+from bangkok_pipeline.warehouse.ingest import extract_raw_month, load_month, validate_month
+from bangkok_pipeline.warehouse.load import ShrinkError, ShrinkGuard
 from bangkok_pipeline_tests.conftest import load_directly
 
 pytestmark = pytest.mark.integration

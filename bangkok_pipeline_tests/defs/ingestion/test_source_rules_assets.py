@@ -21,7 +21,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
 )
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline_tests.conftest import new_database
-from bangkok_pipeline_tests.lib.test_source_rules import FLOOR2_HEADER, HEADER, minutes, write
+from bangkok_pipeline_tests.source.test_source_rules import FLOOR2_HEADER, HEADER, minutes, write
 
 pytestmark = pytest.mark.integration
 

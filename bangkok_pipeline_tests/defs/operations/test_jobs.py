@@ -12,7 +12,7 @@ from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDi
 from bangkok_pipeline.defs.operations.assets import postgres_database
 from bangkok_pipeline.defs.operations.checks import database_health
 from bangkok_pipeline.defs.operations.jobs import database_health_job, retention_job
-from bangkok_pipeline.lib import health
+from bangkok_pipeline.ops import health
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.defs.operations.assets import DATABASE
 from bangkok_pipeline.defs.operations.sensors import database_health_sensor
-from bangkok_pipeline.lib import health
+from bangkok_pipeline.ops import health
 
 pytestmark = pytest.mark.integration
 

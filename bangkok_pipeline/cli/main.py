@@ -1,0 +1,440 @@
+"""`bangkok-pipeline`: generate data, manage the database, and run the pipeline headless."""
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+
+from bangkok_pipeline.cli import operations as cli_operations
+from bangkok_pipeline.core import settings
+from bangkok_pipeline.core.months import MonthSpecError, month_key, parse_months
+from bangkok_pipeline.db import migrations
+from bangkok_pipeline.db.connection import (
+    DatabaseUnavailable,
+    connect,
+    describe,
+    embedded_server,
+    resolve_url,
+)
+from bangkok_pipeline.db.embedded import EmbeddedServerError
+from bangkok_pipeline.devtools import api_bench, sample
+from bangkok_pipeline.devtools.generator import GeneratorError, generate
+from bangkok_pipeline.runtime import services
+from bangkok_pipeline.runtime.instance import activate, dagster_environment, ensure_dagster_database
+from bangkok_pipeline.source.state import DirectoryState, scan_directory
+from bangkok_pipeline.warehouse.ingest import IngestError, source_files
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    api_bench.ApiBenchError,
+    DatabaseUnavailable,
+    EmbeddedServerError,
+    GeneratorError,
+    IngestError,
+    migrations.MigrationError,
+    MonthSpecError,
+    services.ServiceError,
+    *cli_operations.EXPECTED_ERRORS,
+)
+
+
+def _all_months() -> str:
+    """Every month partition, `2018-07..<CUBEMS_LAST_MONTH>`."""
+    return f"{settings.DATA_FIRST_MONTH}..{settings.last_month()}"
+
+
+def _generate(args: argparse.Namespace) -> int:
+    months = parse_months(args.months or _all_months())
+    manifest = generate(
+        Path(args.out), months, seed=args.seed, defects=args.defects, progress=not args.quiet
+    )
+    total = sum(month["valid_readings"] for month in manifest["totals"].values())
+    print(
+        f"wrote {len(manifest['files'])} files for {len(months)} month(s) to {args.out} "
+        f"({total:,} valid readings; manifest.json beside them)"
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    url = resolve_url()
+    with connect(url, autocommit=True) as conn:
+        steps = migrations.migrate(conn, _revision(args.to))
+        version = migrations.current_version(conn)
+    print(f"applied {', '.join(steps)}" if steps else "already up to date", end="")
+    print(f"; {describe(url)} is at {version:04d}")
+    return 0
+
+
+def _downgrade(args: argparse.Namespace) -> int:
+    url = resolve_url()
+    with connect(url, autocommit=True) as conn:
+        steps = migrations.downgrade(conn, _revision(args.revision))
+        version = migrations.current_version(conn)
+    print(f"reverted {', '.join(steps)}; {describe(url)} is at {version:04d}")
+    return 0
+
+
+def _revision(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if text == "base":
+        return 0
+    if not text.isdigit():
+        raise migrations.MigrationError(
+            f"{text!r} is not a revision; expected a number like 0001, or 'base'"
+        )
+    return int(text)
+
+
+def _source(option: str | None) -> Path:
+    """The CSV directory: --source, else CUBEMS_SOURCE_DIR, else BANGKOK_HOME/source."""
+    return Path(option).expanduser().resolve() if option else settings.source_dir()
+
+
+def _months_with_data(source: Path) -> list[date]:
+    """The partitions for which the source files hold lines; months beyond them are reported."""
+    digests = scan_directory(source, DirectoryState(), settings.max_source_bytes()).state
+    found = sorted(digests.month_digests())
+    first, last = settings.DATA_FIRST_MONTH, settings.last_month()
+    beyond = [m for m in found if m > last]
+    if beyond:
+        print(
+            f"note: {source} also has lines of {', '.join(beyond)}, after the last partition "
+            f"{last}: set CUBEMS_LAST_MONTH={beyond[-1]} to load them"
+        )
+    months = [m for m in found if first <= m <= last]
+    if not months:
+        raise IngestError(f"the files in {source} hold no line of a month {first}..{last}")
+    return parse_months(",".join(months))
+
+
+def _prepare() -> str:
+    """Database up and migrated, Dagster's database made: what `load` and `up` both need first.
+    Returns the pipeline database's URL."""
+    url = resolve_url()
+    with connect(url, autocommit=True) as conn:
+        migrations.migrate(conn)
+    ensure_dagster_database(url)
+    return url
+
+
+def _load(args: argparse.Namespace) -> int:
+    """Migrate, make sure there is source data, and materialize the months through Dagster."""
+    from bangkok_pipeline.runtime.failures import exception_links, summarize
+    from bangkok_pipeline.runtime.headless import Interrupted, interruptible
+
+    try:
+        with interruptible():
+            return _load_months(args)
+    except Interrupted as stop:
+        print(stop.explain(), flush=True)
+        return stop.exit_code
+    except Exception as error:
+        if isinstance(error, (*EXPECTED_ERRORS, OSError)):
+            raise
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {summarize(exception_links(error))}", file=sys.stderr)
+        return 1
+
+
+def _load_months(args: argparse.Namespace) -> int:
+    from bangkok_pipeline.runtime.headless import MonthOutcome, materialize_months
+
+    if args.sample:
+        source = cli_operations.sample_source(args.source, args.months)
+        months = [sample.SAMPLE_MONTH]
+    else:
+        source = _source(args.source)
+        source_files(source)  # refuses, naming what it holds, a folder without CU-BEMS files
+        months = parse_months(args.months) if args.months else _months_with_data(source)
+    url = _prepare()
+    activate(url)
+    _sweep()
+
+    def report(outcome: MonthOutcome) -> None:
+        mark = "ok  " if outcome.success else "FAIL"
+        print(f"{mark} {outcome.month}: {outcome.summary}", flush=True)
+        for warning in outcome.warnings:
+            print(f"     warning: {warning}", flush=True)
+        if args.verbose and outcome.detail:
+            print(outcome.detail.rstrip(), file=sys.stderr, flush=True)
+
+    print(f"loading {len(months)} month(s) from {source} into {describe(url)}", flush=True)
+    keys = [month_key(m) for m in months]
+    outcomes = materialize_months(
+        keys, url, source, report, verbose=args.verbose, allow_shrink=args.allow_shrink
+    )
+    failed = [o.month for o in outcomes if not o.success]
+    details = "" if args.verbose else f" (details: --verbose, the run in the UI, or {_logs()})"
+    print(
+        f"{len(outcomes) - len(failed)} of {len(outcomes)} month(s) loaded"
+        + (f"; failed: {', '.join(failed)}{details}" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def _logs() -> str:
+    from bangkok_pipeline.runtime.headless import log_path
+
+    return str(log_path("<month>"))
+
+
+def _sweep() -> None:
+    """Finish the runs that a killed or crashed load left behind, so that none blocks this one."""
+    from bangkok_pipeline.runtime.headless import sweep_abandoned_runs
+
+    for swept in sweep_abandoned_runs():
+        print(swept.line, flush=True)
+
+
+def _up(args: argparse.Namespace) -> int:
+    """Everything `load` prepares, then the Dagster UI (and daemon) in the foreground."""
+    services.ensure_port_free(args.host, args.port)
+    source = cli_operations.sample_source(args.source) if args.sample else _source(args.source)
+    try:
+        source_files(source)
+    except IngestError as error:
+        print(f"warning: {error}; the source sensor finds nothing to load until there is")
+    url = _prepare()
+    activate(url)
+    _sweep()
+    home = settings.bangkok_home()
+    env = {
+        **settings.ALLOCATOR_ENVIRONMENT,
+        **os.environ,
+        "BANGKOK_HOME": str(home),
+        "DATABASE_URL": url,
+        "CUBEMS_SOURCE_DIR": str(source),
+    }
+    env.update(dagster_environment(url))
+    logs = home / "logs"
+    children = [services.webserver(args.host, args.port, logs)]
+    if not args.no_daemon:
+        children.append(services.daemon(logs))
+    ui = services.ui_url(args.host, args.port)
+    exposure = services.exposure_warning(args.host, args.port)
+    if exposure:
+        print(exposure, file=sys.stderr, flush=True)
+    print(f"starting {' and '.join(c.name for c in children)} (logs in {logs})", flush=True)
+    with services.interrupt_on_sigterm():
+        try:
+            with services.running(children, env):
+                services.wait_until_answering(ui, children[0], others=children[1:])
+                print(
+                    f"Dagster UI: {services.public_urls(args.host, args.port)}  (Ctrl-C stops it)",
+                    flush=True,
+                )
+                services.watch(children)
+        except KeyboardInterrupt:
+            pass
+    print(
+        f"stopped {' and '.join(c.name for c in children)}; the database keeps running "
+        "(`bangkok-pipeline db stop` stops it)",
+        flush=True,
+    )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bangkok_pipeline.devtools.bench import report, run_ingest_bench
+
+    months = parse_months(args.months)
+    source = (
+        Path(args.source).expanduser().resolve()
+        if args.source
+        else (settings.bangkok_home() / "bench-source")
+    )
+    keys = [month_key(m) for m in months]
+    manifest = source / "manifest.json"
+    if not args.source and (
+        not manifest.exists() or sorted(json.loads(manifest.read_text())["months"]) != keys
+    ):
+        print(f"generating {', '.join(keys)} into {source}", flush=True)
+        generate(source, months, progress=not args.quiet)
+    url = settings.database_url() or embedded_server().ensure_running()
+    print(f"measuring {len(keys)} month(s) on {describe(url)}", flush=True)
+    print(report(run_ingest_bench(url, keys, source)))
+    return 0
+
+
+def _bench_api(args: argparse.Namespace) -> int:
+    url = settings.database_url() or embedded_server().ensure_running()
+    clients = [int(c) for c in args.clients.split(",") if c.strip()]
+    functions = [f.strip() for f in args.functions.split(",")] if args.functions else None
+    print(f"measuring the query API on {describe(url)}, clients {clients}", flush=True)
+
+    def progress(result: api_bench.Result) -> None:
+        print(
+            f"  {result.function} as {result.identity}, {result.clients} client(s): "
+            f"p95 {result.p95_ms:.2f} ms",
+            flush=True,
+        )
+
+    results = api_bench.run_api_bench(
+        url,
+        clients,
+        args.seconds,
+        args.warmup,
+        functions or tuple(api_bench.SCRIPTS),
+        progress,
+        args.rounds,
+    )
+    print(api_bench.report(results))
+    if args.explain:
+        print(api_bench.explain(url, args.explain))
+    return 0
+
+
+def _url(args: argparse.Namespace) -> int:
+    print(resolve_url())
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    if settings.database_url():
+        print("DATABASE_URL is set: the external server is not ours to stop")
+        return 0
+    stopped = embedded_server().stop()
+    print("embedded server stopped" if stopped else "embedded server was not running")
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    url = resolve_url()
+    ensure_dagster_database(url)
+    for name, value in {"DATABASE_URL": url, **dagster_environment(url)}.items():
+        print(f"export {name}='{value}'")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bangkok-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="write stand-in CU-BEMS CSV files")
+    generate.add_argument("--out", required=True, help="directory for {year}Floor{n}.csv")
+    generate.add_argument(
+        "--months", help="e.g. 2018-07..2019-12 or 2018-07 (default: every partition)"
+    )
+    generate.add_argument("--seed", type=int, default=42)
+    generate.add_argument(
+        "--defects", action="store_true", help="inject every real-world defect kind at small rates"
+    )
+    generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    generate.set_defaults(handler=_generate)
+
+    load = commands.add_parser(
+        "load", help="load months of the source files through Dagster, headless"
+    )
+    load.add_argument(
+        "--months", help="e.g. 2018-07..2018-09 (default: every month the source files hold)"
+    )
+    load.add_argument("--source", help="directory of the CSV files (default: CUBEMS_SOURCE_DIR)")
+    load.add_argument("--quiet", action="store_true", help="no progress bar while generating")
+    load.add_argument(
+        "--sample",
+        action="store_true",
+        help="load the stand-in sample week (all floors), generated under BANGKOK_HOME",
+    )
+    load.add_argument(
+        "--allow-shrink",
+        action="store_true",
+        help="let a reload remove a floor or more than BANGKOK_MAX_SHRINK_SHARE of one",
+    )
+    load.add_argument(
+        "--verbose", action="store_true", help="Dagster's output and traces on the terminal"
+    )
+    load.set_defaults(handler=_load)
+
+    up = commands.add_parser(
+        "up", help="database, migrations, then the Dagster UI and daemon until Ctrl-C"
+    )
+    up.add_argument("--port", type=int, default=3000, help="UI port (default: 3000)")
+    up.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="UI address (default: 127.0.0.1; the UI has no authentication, see README)",
+    )
+    up.add_argument("--source", help="directory the sensor watches (default: CUBEMS_SOURCE_DIR)")
+    up.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="UI only: sensors and schedules do not tick, launched runs wait in the queue",
+    )
+    up.add_argument(
+        "--sample", action="store_true", help="watch the sample week (all floors) for demos"
+    )
+    up.set_defaults(handler=_up)
+
+    bench = commands.add_parser("bench", help="benchmarks (not tests)")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    ingest = bench_commands.add_parser(
+        "ingest", help="the full pipeline vs plain COPY of the same readings"
+    )
+    ingest.add_argument("--months", default="2018-07", help="e.g. 2018-07..2019-12")
+    ingest.add_argument("--source", help="CSV directory (default: generated under BANGKOK_HOME)")
+    ingest.add_argument("--quiet", action="store_true")
+    ingest.set_defaults(handler=_bench)
+    api = bench_commands.add_parser(
+        "api", help="query API latency (pgbench) as a restricted login vs the table owner"
+    )
+    api.add_argument("--clients", default="1,8,16", help="concurrent clients, e.g. 1,8,16")
+    api.add_argument("--seconds", type=int, default=10, help="per function, identity and count")
+    api.add_argument("--warmup", type=int, default=3, help="unmeasured seconds first")
+    api.add_argument(
+        "--rounds", type=int, default=3, help="alternating api/owner slices per measurement"
+    )
+    api.add_argument("--functions", help="comma-separated subset (default: all)")
+    api.add_argument("--explain", metavar="FUNCTION", help="also print its plans (superuser)")
+    api.set_defaults(handler=_bench_api)
+
+    db = commands.add_parser("db", help="the database: migrations, URL, embedded server")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    migrate = db_commands.add_parser("migrate", help="apply pending migrations")
+    migrate.add_argument("--to", help="stop at this revision (default: head)")
+    migrate.set_defaults(handler=_migrate)
+    downgrade = db_commands.add_parser("downgrade", help="revert migrations")
+    downgrade.add_argument(
+        "revision", nargs="?", help="target revision, or 'base' (default: one step back)"
+    )
+    downgrade.set_defaults(handler=_downgrade)
+    db_commands.add_parser(
+        "url", help="print the database URL (starts the embedded server)"
+    ).set_defaults(handler=_url)
+    db_commands.add_parser("stop", help="stop the embedded server").set_defaults(handler=_stop)
+    cli_operations.add_db_commands(db_commands)
+
+    commands.add_parser(
+        "env", help="print shell exports for running `dagster` yourself"
+    ).set_defaults(handler=_env)
+    cli_operations.add_commands(commands)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except EXPECTED_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(
+            f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
+        return 1
+
+
+def main() -> None:
+    try:
+        os.umask(settings.umask())  # inherited by the server, Dagster and every run
+    except settings.SettingError as error:
+        sys.exit(f"error: {error}")
+    sys.exit(run())

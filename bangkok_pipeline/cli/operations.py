@@ -1,0 +1,214 @@
+"""The operations commands of `bangkok-pipeline`: health, archive, db backup/restore/premake.
+
+Kept apart from cli/main.py so the main command file stays small; main.py registers these parsers
+and handles the errors listed in EXPECTED_ERRORS. The work itself is in ops/ and warehouse/
+(health, maintenance, archive, backup); the handlers only parse, call and print.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import psycopg
+
+from bangkok_pipeline.core import settings
+from bangkok_pipeline.core.months import parse_month
+from bangkok_pipeline.db import migrations
+from bangkok_pipeline.db.connection import connect, describe, resolve_url
+from bangkok_pipeline.devtools import sample
+from bangkok_pipeline.ops import backup, health
+from bangkok_pipeline.warehouse import archive, maintenance
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    archive.ArchiveError,
+    backup.BackupError,
+    sample.SampleError,
+    settings.SettingError,
+)
+CRITICAL_EXIT = 2
+
+
+def _migrated(url: str) -> psycopg.Connection:
+    """An autocommit connection to a database at head; refuse one that is behind."""
+    conn = connect(url, autocommit=True)
+    current, head = migrations.current_version(conn), migrations.head()
+    if current < head:
+        conn.close()
+        raise migrations.MigrationError(
+            f"{describe(url)} is at {current:04d}, head is {head:04d}: run "
+            "`bangkok-pipeline db migrate` first"
+        )
+    return conn
+
+
+def sample_source(*conflicting: str | None) -> Path:
+    """`--sample`: the sample week's directory under BANGKOK_HOME, generated when missing."""
+    if any(conflicting):
+        raise sample.SampleError("--sample picks its own source and month; drop --source/--months")
+    directory = settings.bangkok_home() / "sample"
+    if not sample.has_sample(directory):
+        print(
+            f"generating the sample week ({sample.SAMPLE_DAYS} days of "
+            f"{sample.SAMPLE_MONTH:%Y-%m}, all floors, with defects) into {directory}",
+            flush=True,
+        )
+        sample.write_sample(directory)
+    return directory
+
+
+def _health(args: argparse.Namespace) -> int:
+    url, not_running = health.target_url()
+    source = Path(args.source).expanduser().resolve() if args.source else settings.source_dir()
+    report = health.check_health(
+        url, source, health.Limits.from_settings(), not_running=not_running
+    )
+    print(report.as_json() if args.json else report.text())
+    return CRITICAL_EXIT if report.critical else 0
+
+
+def _premake(args: argparse.Namespace) -> int:
+    ahead = settings.premake_months() if args.ahead is None else args.ahead
+    with _migrated(resolve_url()) as conn:
+        report = maintenance.premake(conn, ahead)
+    print(report.summary())
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    keep = settings.backup_keep() if args.keep is None else max(1, args.keep)
+    out = Path(args.out) if args.out else None
+    result = backup.backup(resolve_url(), out, settings.backup_dir(), keep)
+    print(result.summary())
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    result = backup.restore(resolve_url(), Path(args.file), force=args.force)
+    print(result.summary())
+    return 0
+
+
+def _archive_dir(args: argparse.Namespace) -> Path:
+    return Path(args.dir).expanduser().resolve() if args.dir else settings.archive_dir()
+
+
+def _archive_run(args: argparse.Namespace) -> int:
+    raw, aggregates = settings.retain_raw_months(), settings.retain_aggregate_months()
+    if raw is None and aggregates is None:
+        print("no retention policy: set BANGKOK_RETAIN_RAW_MONTHS (and optionally ")
+        print("BANGKOK_RETAIN_AGGREGATE_MONTHS); nothing archived")
+        return 0
+    with _migrated(resolve_url()) as conn:
+        if args.dry_run:
+            print(archive.plan_retention(conn, raw, aggregates).summary() + " (dry run)")
+            return 0
+        plan = archive.apply_retention(
+            conn, _archive_dir(args), raw, aggregates, report=lambda line: print(line, flush=True)
+        )
+    print(plan.summary())
+    return 0
+
+
+def _archive_month(args: argparse.Namespace) -> int:
+    with _migrated(resolve_url()) as conn:
+        result = archive.archive_month(
+            conn, parse_month(args.month), _archive_dir(args), args.drop_aggregates
+        )
+    print(result.summary())
+    return 0
+
+
+def _archive_restore(args: argparse.Namespace) -> int:
+    with _migrated(resolve_url()) as conn:
+        result = archive.restore_month(conn, parse_month(args.month), _archive_dir(args))
+    print(result.summary())
+    return 0
+
+
+def _archive_list(args: argparse.Namespace) -> int:
+    with _migrated(resolve_url()) as conn:
+        ledger = archive.archived(conn)
+    if args.json:
+        print(json.dumps(ledger, indent=2, default=str))
+        return 0
+    if not ledger:
+        print("no month archived")
+    for entry in ledger:
+        state = f"restored {entry['restored_at'][:19]}" if entry["restored_at"] else "archived"
+        saving = (
+            1 - entry["file_bytes"] / entry["partition_bytes"] if entry["partition_bytes"] else 0
+        )
+        print(
+            f"{entry['month']}  {state:<28} {entry['row_count']:>12,} readings  "
+            f"{entry['file_bytes'] / 1024**2:8.1f} MB file vs "
+            f"{entry['partition_bytes'] / 1024**2:8.1f} MB partition ({saving:.1%} smaller)"
+            + ("  aggregates dropped" if entry["aggregates_dropped"] else "")
+        )
+    return 0
+
+
+def add_db_commands(db_commands: argparse._SubParsersAction) -> None:
+    """`db backup`, `db restore`, `db premake`."""
+    made = db_commands.add_parser(
+        "backup", help="pg_dump (custom format) the database; keep the newest N backups"
+    )
+    made.add_argument(
+        "--out", help="file to write (default: BANGKOK_BACKUP_DIR/bangkok-<UTC>.dump)"
+    )
+    made.add_argument("--keep", type=int, help="backups to keep (default: BANGKOK_BACKUP_KEEP, 7)")
+    made.set_defaults(handler=_backup)
+    restore = db_commands.add_parser(
+        "restore", help="restore a backup into the (empty) database, in one transaction"
+    )
+    restore.add_argument("file", help="a file written by `db backup`")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="restore into a database that has tables (the backup's objects are replaced)",
+    )
+    restore.set_defaults(handler=_restore)
+    premake = db_commands.add_parser(
+        "premake", help="create empty partitions for the months after the newest loaded one"
+    )
+    premake.add_argument(
+        "--ahead", type=int, help="months after the newest loaded (default: BANGKOK_PREMAKE_MONTHS)"
+    )
+    premake.set_defaults(handler=_premake)
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """`health` and `archive ...`."""
+    check = commands.add_parser(
+        "health", help="database health, one line per concern; exit 2 when any is critical"
+    )
+    check.add_argument("--json", action="store_true", help="emit JSON instead of lines")
+    check.add_argument("--source", help="CSV directory to compare (default: CUBEMS_SOURCE_DIR)")
+    check.set_defaults(handler=_health)
+
+    archiving = commands.add_parser(
+        "archive", help="retention: old months' readings to Parquet, and back"
+    )
+    archive_commands = archiving.add_subparsers(dest="archive_command", required=True)
+    run = archive_commands.add_parser(
+        "run", help="apply the retention policy (BANGKOK_RETAIN_RAW_MONTHS, ..._AGGREGATE_MONTHS)"
+    )
+    run.add_argument("--dry-run", action="store_true", help="print what would be archived")
+    month = archive_commands.add_parser(
+        "month", help="archive one month's readings now (file verified before the drop)"
+    )
+    month.add_argument("--month", required=True, help="e.g. 2018-07")
+    month.add_argument(
+        "--drop-aggregates", action="store_true", help="drop its aggregate partitions too"
+    )
+    restore = archive_commands.add_parser("restore", help="put an archived month back, exactly")
+    restore.add_argument("--month", required=True, help="e.g. 2018-07")
+    listing = archive_commands.add_parser("list", help="archived months, file vs partition size")
+    listing.add_argument("--json", action="store_true")
+    for parser, handler in (
+        (run, _archive_run),
+        (month, _archive_month),
+        (restore, _archive_restore),
+        (listing, _archive_list),
+    ):
+        parser.add_argument("--dir", help="archive directory (default: BANGKOK_ARCHIVE_DIR)")
+        parser.set_defaults(handler=handler)

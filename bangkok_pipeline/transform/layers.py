@@ -1,0 +1,163 @@
+"""Where the file layers of a month live under BANGKOK_HOME, per run, written atomically.
+
+Each run of a month writes its own layers, `layers/runs/<month>/<run_id>/{raw,validated}/`, and
+its later steps read only those (or, for a re-execution, its parent runs'), so two runs of one
+month never read each other's files. When a run's load has been swapped into the database, its
+layers are published as the month's current ones, `layers/{raw,validated}/<month>/`, and the
+private folders of finished runs of the month are removed.
+
+`raw`: one Parquet per source file (every line, every column, as text) and `manifest.json`
+(headers, sensors, fingerprints). `validated`: `readings.parquet` (ts, sensor_id, value sorted by
+sensor and time), `quarantine.parquet`, `fingerprints.parquet`, `coverage.parquet`,
+`gaps.parquet` and `summary.json`. A layer is replaced whole: written to a temporary folder and
+renamed. Folders are created private (0700).
+"""
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bangkok_pipeline.core import settings
+from bangkok_pipeline.runtime.failures import os_error_number
+
+LAYERS = ("raw", "validated")
+
+
+class LayerMissing(FileNotFoundError):
+    """A step found no layer of its own run (nor of the runs it re-executes)."""
+
+
+def layers_root(home: Path | None = None) -> Path:
+    return (home or settings.bangkok_home()) / "layers"
+
+
+def layer_dir(layer: str, month: str, home: Path | None = None) -> Path:
+    """The month's published layer: what the last successful load of the month read."""
+    return layers_root(home) / layer / month
+
+
+def private_dir(path: Path) -> Path:
+    """`path` and its missing parents, created 0700."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class RunLayers:
+    """The layers one run of one month writes and reads.
+
+    `lineage` holds the runs this one re-executes, nearest first: a step that this run does not
+    execute left its layer in one of them. Only a run that does not execute the upstream step at
+    all (an asset materialized on its own: `published_fallback`) reads a snapshot of the month's
+    published layer instead.
+    """
+
+    root: Path  # BANGKOK_HOME/layers
+    month: str
+    run_id: str
+    lineage: tuple[str, ...] = ()
+    published_fallback: bool = False
+
+    def _run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / self.month / run_id
+
+    def write_dir(self, layer: str) -> Path:
+        return self._run_dir(self.run_id) / layer
+
+    def read_dir(self, layer: str) -> Path:
+        """This run's layer, else the nearest re-executed run's, else (with `published_fallback`)
+        a snapshot of the published one. Raises `LayerMissing` naming the step to materialize."""
+        for run_id in (self.run_id, *self.lineage):
+            candidate = self._run_dir(run_id) / layer
+            if candidate.is_dir():
+                return candidate
+        published = self.root / layer / self.month
+        if self.published_fallback and published.is_dir():
+            return self._snapshot(layer, published)
+        upstream = "raw_readings" if layer == "raw" else "validated_readings"
+        raise LayerMissing(
+            f"no {layer} layer of {self.month} for run {self.run_id}"
+            + (f" or the runs it re-executes ({', '.join(self.lineage)})" if self.lineage else "")
+            + f": materialize {upstream} for {self.month} in the same run (job ingest_month)"
+        )
+
+    def _snapshot(self, layer: str, published: Path) -> Path:
+        """Hard links to the published layer's files: a publish that replaces it meanwhile
+        cannot change what this run reads."""
+        with replacing(self.write_dir(layer)) as scratch:
+            for path in published.iterdir():
+                os.link(path, scratch / path.name)
+        return self.write_dir(layer)
+
+    def publish(self, is_live: Callable[[str], bool] = lambda run_id: True) -> None:
+        """Make this run's layers the month's current ones (call once its load is swapped in,
+        under the month lock), then remove this run's folder and those of the month's runs that
+        are not live (by default every other run counts as live)."""
+        for layer in LAYERS:
+            try:
+                source = self.read_dir(layer)
+            except LayerMissing:
+                continue
+            _replace(self.root / layer / self.month, source)
+        month_runs = self.root / "runs" / self.month
+        for folder in month_runs.iterdir() if month_runs.is_dir() else ():
+            if folder.name == self.run_id or not is_live(folder.name):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_layers(
+    month: str,
+    run_id: str,
+    lineage: tuple[str, ...] = (),
+    home: Path | None = None,
+    published_fallback: bool = False,
+) -> RunLayers:
+    return RunLayers(layers_root(home), month, run_id, lineage, published_fallback)
+
+
+@contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """Yield an empty folder beside `target`; on success it becomes `target` in one rename.
+
+    An OS error without a path (a full disk while Polars or Arrow write) is raised again as an
+    OSError naming `target`, so that the message says where.
+    """
+    private_dir(target.parent)
+    scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+    scratch.mkdir(mode=0o700)
+    try:
+        yield scratch
+        _replace(target, scratch)
+    except Exception as error:
+        number = error.errno if isinstance(error, OSError) else os_error_number(str(error))
+        if not number or (isinstance(error, OSError) and error.filename):
+            raise
+        raise OSError(number, os.strerror(number), str(target)) from error
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _replace(target: Path, source: Path) -> None:
+    """Put folder `source` in place of `target` (renames only; readers never see half of it)."""
+    private_dir(target.parent)
+    old = target.with_name(f".{target.name}.old.{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        os.rename(target, old)
+    os.rename(source, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
+
+
+def read_json(path: Path) -> Any:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: materialize the upstream asset first")
+    return json.loads(path.read_text())

@@ -1,0 +1,614 @@
+"""Retention with an archive: old months' raw readings leave the database for Parquet, and come
+back exactly.
+
+Why: raw readings are ~95 % of the database and old months are rarely read; a month's Parquet
+file (zstd) is a small fraction of its partition. Archiving a month, in this order, so that a crash
+at any point loses nothing:
+
+1. read the partition (under the month's lock, so no load changes it meanwhile) and write
+   `sensor_readings_YYYY-MM.parquet` beside a temporary name, fsync it;
+2. read the file back and compare its per-sensor count, sum and order-independent hash
+   (`fingerprint.py`) with the partition's, computed by PostgreSQL;
+3. rename the file into place and write `sensor_readings_YYYY-MM.manifest.json` (row count, sum,
+   checksum, per-sensor figures, SHA-256 of the file);
+4. only then, in one transaction: record the month in `archived_months`, detach and drop the
+   partition (and, by the aggregate policy, its aggregate partitions).
+
+A crash before step 4 commits leaves the month in the database (and maybe a file, which the next
+archive run replaces). Restoring reads the manifest, checks the file's SHA-256, COPYs it into a
+fresh table, compares the database's figures with the manifest's, rebuilds missing aggregates
+with the load's own SQL, and attaches everything in that same transaction.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from bangkok_pipeline.core.months import month_key
+from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.transform.fingerprint import (
+    Figures,
+    as_figures,
+    database_fingerprints,
+    frame_fingerprints,
+    mismatched_sensors,
+)
+from bangkok_pipeline.warehouse import maintenance, pgcopy
+from bangkok_pipeline.warehouse.load import DAILY, HOURLY, READINGS, TABLES, _Table
+from bangkok_pipeline.warehouse.maintenance import own_like_parent
+from bangkok_pipeline.warehouse.month_lock import MonthBusy, MonthLock, month_lock
+
+FORMAT = "bangkok_pipeline.readings-archive/1"
+COMPRESSION_LEVEL = 9  # zstd: ~4 % smaller than the default 3 for ~0.2 s more a month
+_ROW_GROUP = 1_048_576
+_FREE_SPACE_SHARE = 0.25  # of the partition's size: an archive is ~4 % of it, leave headroom
+_FREE_SPACE_MARGIN = 16 * 1024**2
+
+
+class ArchiveError(RuntimeError):
+    """An archive or restore that was refused or failed; the database is as it was."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format: str
+    month: str
+    file_name: str
+    file_bytes: int
+    file_sha256: str
+    rows: int
+    value_sum: float
+    checksum: str  # the sum of the per-sensor hashes, an exact integer, as text
+    sensors: dict[str, list[Any]]  # sensor_id -> [count, sum, hash]
+    partition_bytes: int  # the month's readings table with its indexes, when archived
+    archived_at: str
+
+    def figures(self) -> Figures:
+        return {int(s): (int(n), float(t), int(h)) for s, (n, t, h) in self.sensors.items()}
+
+    @classmethod
+    def read(cls, path: Path) -> "Manifest":
+        try:
+            raw = json.loads(path.read_text())
+            if raw.get("format") != FORMAT:
+                raise ArchiveError(f"{path} is not a readings archive manifest ({FORMAT})")
+            return cls(**raw)
+        except (ValueError, TypeError) as error:
+            raise ArchiveError(f"{path} is not a readable archive manifest: {error}") from None
+
+
+def paths(directory: Path, month: date) -> tuple[Path, Path]:
+    """The month's Parquet file and manifest in the archive directory."""
+    stem = f"sensor_readings_{month_key(month)}"
+    return directory / f"{stem}.parquet", directory / f"{stem}.manifest.json"
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    month: str
+    rows: int
+    partition_bytes: int
+    file_bytes: int
+    file: Path
+    aggregates_dropped: bool
+
+    @property
+    def saving(self) -> float:
+        return 1 - self.file_bytes / self.partition_bytes if self.partition_bytes else 0.0
+
+    def summary(self) -> str:
+        aggregates = "; aggregates dropped too" if self.aggregates_dropped else ""
+        return (
+            f"archived {self.month}: {self.rows:,} readings, partition {_mb(self.partition_bytes)} "
+            f"(table + indexes) -> {self.file.name} {_mb(self.file_bytes)} "
+            f"({self.saving:.1%} smaller){aggregates}"
+        )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024**2:,.1f} MB"
+
+
+@contextmanager
+def _locked(conn: psycopg.Connection, month: date) -> Iterator[MonthLock]:
+    """The month's lock, or a refusal when a load, premake, archive or restore holds it."""
+    with ExitStack() as stack:
+        try:
+            lock = stack.enter_context(month_lock(conn, month, wait=False))
+        except MonthBusy:
+            raise ArchiveError(
+                f"{month_key(month)} is being loaded, archived or restored right now; "
+                "try again later"
+            ) from None
+        yield lock
+
+
+def check_directory(directory: Path) -> None:
+    """Refuse, before touching anything, an archive directory that cannot take files."""
+    probe = directory / f".probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as error:
+        raise ArchiveError(
+            f"archive directory {directory} is not writable: {error.strerror or error}"
+        ) from None
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_partition(conn: psycopg.Connection, table: sql.Identifier) -> pl.DataFrame:
+    """A month table's readings sorted by (sensor_id, ts), in the validated layer's dtypes."""
+    statement = sql.SQL(query("select_partition_pairs")).format(table=table)
+    frames = []
+    with conn.transaction(), conn.cursor(name=f"archive_{uuid.uuid4().hex[:8]}") as cursor:
+        cursor.itersize = 16
+        cursor.execute(statement, binary=True)
+        for sensor_id, pairs in cursor:
+            frames.append(pgcopy.decode_pairs(int(sensor_id), bytes(pairs)))
+    if not frames:
+        return pl.DataFrame(schema=_SCHEMA)
+    return pl.concat(frames)
+
+
+_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "ts": pl.Datetime("us", "Asia/Bangkok"),
+    "sensor_id": pl.Int16,
+    "value": pl.Float32,
+}
+
+
+def _totals(figures: Figures) -> tuple[int, float, int]:
+    return (
+        sum(n for n, _, _ in figures.values()),
+        sum(t for _, t, _ in figures.values()),
+        sum(h for _, _, h in figures.values()),
+    )
+
+
+def _write_verified(
+    frame: pl.DataFrame, figures: Figures, target: Path, month: date
+) -> tuple[int, str]:
+    """Write the Parquet file next to `target`, verify it against `figures`, move it into place.
+    Returns its size and SHA-256; on any failure nothing is left behind."""
+    part = target.with_name(f".{target.name}.part")
+    try:
+        frame.write_parquet(
+            part,
+            compression="zstd",
+            compression_level=COMPRESSION_LEVEL,
+            statistics=True,
+            row_group_size=_ROW_GROUP,
+        )
+        _fsync(part)
+        written = pl.read_parquet(part)
+        if written.schema != frame.schema:
+            raise ArchiveError(f"{month_key(month)}: the written file has another schema")
+        mismatched = mismatched_sensors(figures, as_figures(frame_fingerprints(written)))
+        if mismatched:
+            raise ArchiveError(
+                f"{month_key(month)}: the written file differs from the partition for sensor(s) "
+                f"{mismatched[:10]}; nothing was dropped"
+            )
+        sha = _sha256(part)
+        size = part.stat().st_size
+        os.replace(part, target)
+        return size, sha
+    except OSError as error:
+        raise ArchiveError(
+            f"cannot write the archive of {month_key(month)} to {target.parent}: "
+            f"{error.strerror or error}; nothing was dropped"
+        ) from None
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    part = path.with_name(f".{path.name}.part")
+    try:
+        part.write_text(json.dumps(payload, indent=2) + "\n")
+        _fsync(part)
+        os.replace(part, path)
+        _fsync(path.parent)
+    except OSError as error:
+        raise ArchiveError(
+            f"cannot write {path}: {error.strerror or error}; nothing was dropped"
+        ) from None
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def archive_month(
+    conn: psycopg.Connection,
+    month: date,
+    directory: Path,
+    drop_aggregates: bool = False,
+    before_drop: Callable[[], None] | None = None,
+) -> ArchiveResult:
+    """Archive one month's raw readings, then drop its partition (see the module docstring).
+
+    `conn` is autocommit. `before_drop` runs after the file and manifest are in place and before
+    the drop (tests inject a crash there).
+    """
+    key = month_key(month)
+    check_directory(directory)
+    parquet, manifest_path = paths(directory, month)
+    with _locked(conn, month) as lock:
+        if month not in maintenance.inventory(conn).months():
+            if month in maintenance.archived_months(conn):
+                raise ArchiveError(f"{key} is already archived ({parquet}); nothing to do")
+            raise ArchiveError(f"{key} has no readings partition: nothing to archive")
+        table = sql.Identifier("partitions", READINGS.name(month))
+        size_row = conn.execute(
+            "SELECT pg_total_relation_size(%s::regclass)", (f"partitions.{READINGS.name(month)}",)
+        ).fetchone()
+        partition_bytes = int(size_row[0]) if size_row else 0
+        free = shutil.disk_usage(directory).free
+        needed = int(partition_bytes * _FREE_SPACE_SHARE) + _FREE_SPACE_MARGIN
+        if free < needed:
+            raise ArchiveError(
+                f"archive directory {directory} has {_mb(free)} free; archiving {key} "
+                f"({_mb(partition_bytes)} in the database) needs about {_mb(needed)}"
+            )
+        figures = database_fingerprints(conn, table)
+        if not figures:
+            raise ArchiveError(f"{key} has no readings (an empty partition): nothing to archive")
+        frame = read_partition(conn, table)
+        file_bytes, sha = _write_verified(frame, figures, parquet, month)
+        rows, total, checksum = _totals(figures)
+        manifest = Manifest(
+            format=FORMAT,
+            month=key,
+            file_name=parquet.name,
+            file_bytes=file_bytes,
+            file_sha256=sha,
+            rows=rows,
+            value_sum=total,
+            checksum=str(checksum),
+            sensors={str(s): [n, t, str(h)] for s, (n, t, h) in sorted(figures.items())},
+            partition_bytes=partition_bytes,
+            archived_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        _write_json(manifest_path, asdict(manifest))
+        del frame
+        if before_drop is not None:
+            before_drop()
+        lock.ensure_held()
+        with conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '10s'")
+            conn.execute(
+                query("upsert_archived_month"),
+                {
+                    "month": month,
+                    "file_name": parquet.name,
+                    "file_bytes": file_bytes,
+                    "file_sha256": sha,
+                    "row_count": rows,
+                    "value_sum": total,
+                    "checksum": checksum,
+                    "partition_bytes": partition_bytes,
+                    "aggregates_dropped": drop_aggregates,
+                },
+            )
+            for dropped in (READINGS, HOURLY, DAILY) if drop_aggregates else (READINGS,):
+                _detach_and_drop(conn, dropped.parent, dropped.name(month))
+    return ArchiveResult(key, rows, partition_bytes, file_bytes, parquet, drop_aggregates)
+
+
+def _detach_and_drop(conn: psycopg.Connection, parent: str, name: str) -> None:
+    attached = conn.execute(
+        "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s) AND inhparent = %s::regclass",
+        (f"partitions.{name}", parent),
+    ).fetchone()
+    if not attached:
+        return
+    table = sql.Identifier("partitions", name)
+    conn.execute(
+        sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(parent), table)
+    )
+    conn.execute(sql.SQL("DROP TABLE {}").format(table))
+
+
+def drop_archived_aggregates(conn: psycopg.Connection, month: date) -> bool:
+    """Drop the aggregate partitions of a month whose readings are already archived (a restore
+    rebuilds them from the archive). False if there was nothing to drop."""
+    if month not in maintenance.archived_months(conn):
+        raise ArchiveError(f"{month_key(month)} is not archived: its aggregates stay")
+    found = maintenance.inventory(conn)
+    if all(month not in found.months(t.parent) for t in (HOURLY, DAILY)):
+        return False
+    with _locked(conn, month), conn.transaction():
+        conn.execute("SET LOCAL lock_timeout = '10s'")
+        for table in (HOURLY, DAILY):
+            _detach_and_drop(conn, table.parent, table.name(month))
+        conn.execute(
+            "UPDATE archived_months SET aggregates_dropped = true WHERE month = %s", (month,)
+        )
+    return True
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    month: str
+    rows: int
+    aggregates_rebuilt: bool
+
+    def summary(self) -> str:
+        rebuilt = "; hourly and daily aggregates rebuilt" if self.aggregates_rebuilt else ""
+        return (
+            f"restored {self.month}: {self.rows:,} readings, count, sum and checksum equal to "
+            f"the archive's manifest{rebuilt}"
+        )
+
+
+def restore_month(conn: psycopg.Connection, month: date, directory: Path) -> RestoreResult:
+    """Put an archived month back exactly; refuse if its readings are in the database."""
+    key = month_key(month)
+    parquet, manifest_path = paths(directory, month)
+    if not manifest_path.is_file():
+        raise ArchiveError(f"no archive of {key} in {directory} ({manifest_path.name} is missing)")
+    manifest = Manifest.read(manifest_path)
+    if manifest.month != key or not parquet.is_file():
+        raise ArchiveError(f"{manifest_path} does not describe {parquet.name}, or the file is gone")
+    if _sha256(parquet) != manifest.file_sha256:
+        raise ArchiveError(
+            f"{parquet} does not match its manifest (SHA-256 differs): damaged; nothing restored"
+        )
+    with _locked(conn, month) as lock:
+        found = maintenance.inventory(conn)
+        if month in found.months():
+            has_rows = conn.execute(
+                sql.SQL("SELECT EXISTS (SELECT FROM {})").format(
+                    sql.Identifier("partitions", READINGS.name(month))
+                )
+            ).fetchone()
+            if has_rows and has_rows[0]:
+                raise ArchiveError(
+                    f"{key} is already in the database (partitions.{READINGS.name(month)} holds "
+                    "readings); nothing restored"
+                )
+        rebuild = any(month not in found.months(t.parent) for t in (HOURLY, DAILY))
+        token = f"r{uuid.uuid4().hex[:8]}"
+        with conn.transaction():
+            rows = _build_restored(conn, month, parquet, manifest, token, rebuild)
+            lock.ensure_held()
+            conn.execute("SET LOCAL lock_timeout = '10s'")
+            for table in TABLES if rebuild else (READINGS,):
+                _attach_restored(conn, table, month, token)
+            conn.execute(
+                "UPDATE archived_months SET restored_at = now(), aggregates_dropped = false "
+                "WHERE month = %s",
+                (month,),
+            )
+    return RestoreResult(key, rows, rebuild)
+
+
+def _build_restored(
+    conn: psycopg.Connection,
+    month: date,
+    parquet: Path,
+    manifest: Manifest,
+    token: str,
+    rebuild_aggregates: bool,
+) -> int:
+    """Fill fresh unattached tables from the file (same transaction, so nothing is left on a
+    crash) and refuse unless the database's figures equal the manifest's."""
+    names = {t.parent: f"{t.name(month)}_{token}" for t in TABLES}
+    readings = sql.Identifier("partitions", names[READINGS.parent])
+    for table in TABLES if rebuild_aggregates else (READINGS,):
+        low, high = table.bounds(month)
+        conn.execute(
+            sql.SQL(query("create_staging_table")).format(
+                table=sql.Identifier("partitions", names[table.parent]),
+                parent=sql.Identifier(table.parent),
+                check=sql.Identifier(f"{names[table.parent]}_month"),
+                column=sql.Identifier(table.column),
+                low=sql.Literal(low),
+                high=sql.Literal(high),
+            )
+        )
+    frame = pl.read_parquet(parquet)
+    copy_sql = sql.SQL("COPY {} (ts, sensor_id, value) FROM STDIN (FORMAT BINARY)").format(readings)
+    with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
+        for chunk in pgcopy.copy_stream(iter(frame.iter_slices(_ROW_GROUP))):
+            copy.write(chunk)
+    del frame
+    conn.execute(
+        sql.SQL(query("index_readings")).format(
+            table=readings,
+            sensor_ts=sql.Identifier(f"{names[READINGS.parent]}_sensor_ts"),
+            ts=sql.Identifier(f"{names[READINGS.parent]}_ts"),
+        )
+    )
+    found = database_fingerprints(conn, readings)
+    mismatched = mismatched_sensors(manifest.figures(), found)
+    rows, _, checksum = _totals(found)
+    if mismatched or rows != manifest.rows or str(checksum) != manifest.checksum:
+        raise ArchiveError(
+            f"{manifest.month}: the restored rows differ from the manifest for sensor(s) "
+            f"{mismatched[:10]}; nothing restored"
+        )
+    if rebuild_aggregates:
+        hourly = sql.Identifier("partitions", names[HOURLY.parent])
+        conn.execute(sql.SQL(query("create_hourly_fingerprints")).format(readings=readings))
+        conn.execute(
+            sql.SQL(query("insert_hourly_stats")).format(
+                target=hourly, key=sql.Identifier(f"{names[HOURLY.parent]}_key")
+            )
+        )
+        conn.execute(
+            sql.SQL(query("insert_daily_stats")).format(
+                target=sql.Identifier("partitions", names[DAILY.parent]),
+                hourly=hourly,
+                key=sql.Identifier(f"{names[DAILY.parent]}_key"),
+            )
+        )
+    conn.execute(sql.SQL("ANALYZE {}").format(readings))
+    return rows
+
+
+def _attach_restored(conn: psycopg.Connection, table: _Table, month: date, token: str) -> None:
+    """Replace an empty premade partition if there is one, then attach the restored table."""
+    canonical = table.name(month)
+    _detach_and_drop(conn, table.parent, canonical)
+    target = sql.Identifier("partitions", canonical)
+    conn.execute(
+        sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+            sql.Identifier("partitions", f"{canonical}_{token}"), sql.Identifier(canonical)
+        )
+    )
+    low, high = table.bounds(month)
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(table.parent), target, sql.Literal(low), sql.Literal(high)
+        )
+    )
+    own_like_parent(conn, table.parent, target)
+
+
+@dataclass
+class RetentionPlan:
+    """What a policy does now: months whose raw readings go to the archive, and archived months
+    whose aggregates go too."""
+
+    newest: date | None
+    archive: list[date] = field(default_factory=list)
+    drop_aggregates: list[date] = field(default_factory=list)  # subset of archive, or archived
+
+    def summary(self) -> str:
+        if self.newest is None:
+            return "nothing loaded: nothing to retain or archive"
+        raw = ", ".join(month_key(m) for m in self.archive) or "none"
+        aggregates = ", ".join(month_key(m) for m in self.drop_aggregates) or "none"
+        return (
+            f"newest loaded month {month_key(self.newest)}; archive raw readings of: {raw}; "
+            f"drop aggregates of: {aggregates}"
+        )
+
+
+def _months_before(newest: date, keep: int) -> date:
+    """The first month kept when `keep` months up to `newest` stay."""
+    first = newest
+    for _ in range(keep - 1):
+        first = date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1)
+    return first
+
+
+def plan_retention(
+    conn: psycopg.Connection, raw_months: int | None, aggregate_months: int | None
+) -> RetentionPlan:
+    """Months to archive under the policy, counted back from the newest month with readings.
+
+    Refused: keeping fewer than one month of raw readings (that would archive every month), or
+    aggregates for less time than raw readings.
+    """
+    if raw_months is not None and raw_months < 1:
+        raise ArchiveError(
+            f"a retention of {raw_months} month(s) of raw readings would archive every month; "
+            "keep at least 1 (BANGKOK_RETAIN_RAW_MONTHS)"
+        )
+    if aggregate_months is not None and (
+        aggregate_months < 1 or (raw_months is not None and aggregate_months < raw_months)
+    ):
+        raise ArchiveError(
+            f"aggregates must be kept at least as long as raw readings "
+            f"(BANGKOK_RETAIN_AGGREGATE_MONTHS={aggregate_months}, "
+            f"BANGKOK_RETAIN_RAW_MONTHS={raw_months})"
+        )
+    found = maintenance.inventory(conn)
+    with_rows = [m for m in sorted(found.months()) if _has_rows(conn, m)]
+    archived = maintenance.archived_months(conn)
+    candidates = sorted(set(with_rows) | set(archived))
+    if not with_rows:
+        return RetentionPlan(None)
+    newest = with_rows[-1]
+    plan = RetentionPlan(newest)
+    if raw_months is not None:
+        first_kept = _months_before(newest, raw_months)
+        plan.archive = [m for m in with_rows if m < first_kept]
+        if plan.archive and len(plan.archive) == len(with_rows):
+            raise ArchiveError("the policy would archive every month with readings; refused")
+    if aggregate_months is not None:
+        first_kept = _months_before(newest, aggregate_months)
+        gone = set(plan.archive) | set(archived)
+        plan.drop_aggregates = [
+            m
+            for m in candidates
+            if m < first_kept
+            and m in gone
+            and not archived.get(m, False)
+            and (m in plan.archive or any(m in found.months(t.parent) for t in (HOURLY, DAILY)))
+        ]
+    return plan
+
+
+def _has_rows(conn: psycopg.Connection, month: date) -> bool:
+    row = conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT FROM {})").format(
+            sql.Identifier("partitions", READINGS.name(month))
+        )
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def apply_retention(
+    conn: psycopg.Connection,
+    directory: Path,
+    raw_months: int | None,
+    aggregate_months: int | None,
+    report: Callable[[str], None] = lambda line: None,
+) -> RetentionPlan:
+    """Carry out the plan month by month (each month on its own, oldest first)."""
+    plan = plan_retention(conn, raw_months, aggregate_months)
+    if plan.archive:
+        check_directory(directory)
+    for month in plan.archive:
+        result = archive_month(conn, month, directory, month in plan.drop_aggregates)
+        report(result.summary())
+    for month in plan.drop_aggregates:
+        if month not in plan.archive and drop_archived_aggregates(conn, month):
+            report(f"dropped the aggregates of archived month {month_key(month)}")
+    return plan
+
+
+def archived(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """The ledger, newest first, for `archive list`."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(query("select_archived_months")).fetchall()
+    return [
+        {
+            **row,
+            "month": month_key(row["month"]),
+            "archived_at": str(row["archived_at"]),
+            "restored_at": str(row["restored_at"]) if row["restored_at"] else None,
+        }
+        for row in rows
+    ]

@@ -1,0 +1,410 @@
+"""Load one month into PostgreSQL: build fresh tables, verify them, swap them in atomically.
+
+Readers never see a partial month: readings are COPYed into an unattached table (in the same
+transaction that creates it, so PostgreSQL can skip WAL for it), indexed, given the month's range
+CHECK and aggregated; the database's per-sensor fingerprints are checked against the validated
+frame's; only then one short transaction detaches and drops the old month and attaches the new
+one, for the readings and both aggregate tables, and replaces the month's rows of the side
+tables (quarantine, coverage, gaps, and each sensor's last reading for the query API).
+A crash before that transaction leaves the old month untouched and at most some unattached tables,
+which the next load of the month drops. The month lock (`month_lock`) keeps two loads apart.
+"""
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TypeVar
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from bangkok_pipeline.core.months import month_bounds, next_month
+from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.transform.fingerprint import Figures, as_figures, mismatched_sensors
+from bangkok_pipeline.warehouse import pgcopy
+from bangkok_pipeline.warehouse.month_lock import month_lock
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_SWAP_ATTEMPTS = 5
+QUARANTINE_COLUMNS = (
+    "source_file",
+    "line_no",
+    "column_name",
+    "raw_text",
+    "reason",
+    "detail",
+)
+COVERAGE_COLUMNS = (
+    "sensor_id",
+    "present_minutes",
+    "expected_minutes",
+    "gap_segments",
+    "longest_gap_minutes",
+)
+GAP_COLUMNS = ("sensor_id", "gap_start", "gap_end", "minutes")
+
+
+class ReconciliationError(RuntimeError):
+    """The database does not hold exactly the validated readings; nothing was swapped in."""
+
+
+class ShrinkError(RuntimeError):
+    """The new load would remove more of the loaded month than allowed; nothing was swapped in."""
+
+
+@dataclass(frozen=True)
+class ShrinkGuard:
+    """How much of a loaded month a reload may remove: no floor may lose more than `max_share`
+    of its readings (a floor that disappears loses all of them), unless `allow`."""
+
+    max_share: float = 0.1
+    allow: bool = False
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One partitioned parent and how its month partitions are bounded."""
+
+    parent: str
+    column: str
+    daily: bool = False
+
+    def name(self, month: date) -> str:
+        return f"{self.parent}_y{month.year:04d}m{month.month:02d}"
+
+    def bounds(self, month: date) -> tuple[date | datetime, date | datetime]:
+        return (month, next_month(month)) if self.daily else month_bounds(month)
+
+
+READINGS = _Table("sensor_readings", "ts")
+HOURLY = _Table("hourly_sensor_stats", "bucket")
+DAILY = _Table("daily_sensor_stats", "day", daily=True)
+TABLES = (READINGS, HOURLY, DAILY)
+
+
+@dataclass
+class MonthLoadResult:
+    month: date
+    rows_loaded: int
+    sensors: int
+    partition_bytes: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def partition_name(month: date) -> str:
+    return READINGS.name(month)
+
+
+@dataclass
+class MonthLoader:
+    """Everything one month's load needs; `run()` does it under the month's lock."""
+
+    conn: psycopg.Connection  # autocommit
+    month: date
+    batches: Callable[[], Iterator[pl.DataFrame]]  # ts, sensor_id, value sorted by (sensor, ts)
+    fingerprints: pl.DataFrame  # frame_fingerprints() of the same readings
+    quarantine: pl.DataFrame  # columns QUARANTINE_COLUMNS
+    coverage: pl.DataFrame  # coverage.coverage_summary() of the same readings
+    gaps: pl.DataFrame  # coverage.gap_segments() of the same readings
+    run_id: str
+    source_fingerprints: dict[str, object]
+    rows_read: int
+    shrink: ShrinkGuard = field(default_factory=ShrinkGuard)
+    after_swap: Callable[[], None] = lambda: None  # called under the lock once swapped in
+    on_wait: Callable[[str], None] | None = None  # told once when another holds the month lock
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    timings: dict[str, float] = field(default_factory=dict)
+    _database_figures: Figures = field(default_factory=dict)
+    _latest: list[tuple[int, datetime, float]] = field(default_factory=list)  # per sensor
+
+    def run(self) -> MonthLoadResult:
+        with month_lock(self.conn, self.month, on_wait=self.on_wait) as lock:
+            self.conn.execute(query("abandon_running_loads"), {"month": self.month})
+            load_id = self._start_log()
+            try:
+                self._timed("cleanup", self.drop_debris)
+                rows = self._timed("copy_index_aggregate", self._build)
+                self._timed("reconcile", self._reconcile)
+                self._timed("shrink_check", self._check_shrink)
+                lock.ensure_held()
+                self._timed("swap", lambda: self._swap(load_id, rows))
+            except BaseException as error:
+                self._fail(load_id, error)
+                raise
+            try:
+                self.after_swap()
+            except OSError as error:  # the month is in; only its file layers are not published
+                log.warning("%s: loaded, but its layers were not published: %s", self.month, error)
+            size = self.conn.execute(
+                "SELECT pg_total_relation_size(%s::regclass)",
+                (f"partitions.{READINGS.name(self.month)}",),
+            ).fetchone()
+            return MonthLoadResult(
+                self.month,
+                rows,
+                self.fingerprints.height,
+                int(size[0]) if size else 0,
+                dict(self.timings),
+            )
+
+    def _timed(self, name: str, step: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        result = step()
+        self.timings[name] = round(time.perf_counter() - started, 3)
+        return result
+
+    def _new(self, table: _Table) -> str:
+        return f"{table.name(self.month)}_{self.token}"
+
+    def drop_debris(self) -> list[str]:
+        """Drop this month's unattached tables left by loads that did not finish."""
+        prefixes = [f"{table.name(self.month)}_" for table in TABLES]
+        rows = self.conn.execute(query("select_month_debris"), {"prefixes": prefixes}).fetchall()
+        for (name,) in rows:
+            self.conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier("partitions", name)))
+        return [name for (name,) in rows]
+
+    def _start_log(self) -> int:
+        row = self.conn.execute(
+            query("insert_load_log"),
+            {
+                "month": self.month,
+                "run_id": self.run_id,
+                "fingerprints": json.dumps(self.source_fingerprints),
+                "rows_read": self.rows_read,
+            },
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _create(self, table: _Table) -> sql.Composed:
+        low, high = table.bounds(self.month)
+        return sql.SQL(query("create_staging_table")).format(
+            table=sql.Identifier("partitions", self._new(table)),
+            parent=sql.Identifier(table.parent),
+            check=sql.Identifier(f"{self._new(table)}_month"),
+            column=sql.Identifier(table.column),
+            low=sql.Literal(low),
+            high=sql.Literal(high),
+        )
+
+    def _own_like_parent(self, table: _Table) -> None:
+        """Give the new table its parent's owner (bangkok_loader once access control is
+        migrated): whichever login loads, any loader can later detach and drop the month."""
+        row = self.conn.execute(
+            "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
+            (table.parent,),
+        ).fetchone()
+        assert row is not None
+        self.conn.execute(
+            sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+                sql.Identifier("partitions", self._new(table)), sql.Identifier(row[0])
+            )
+        )
+
+    def _build(self) -> int:
+        """Create, fill, index and aggregate the new month in one transaction."""
+        readings = sql.Identifier("partitions", self._new(READINGS))
+        hourly = sql.Identifier("partitions", self._new(HOURLY))
+        with self.conn.transaction():
+            for table in TABLES:
+                self.conn.execute(self._create(table))
+                self._own_like_parent(table)
+            copy_sql = sql.SQL("COPY {} (ts, sensor_id, value) FROM STDIN (FORMAT BINARY)")
+            with self.conn.cursor() as cursor:
+                with cursor.copy(copy_sql.format(readings)) as copy:
+                    for chunk in pgcopy.copy_stream(self.batches()):
+                        copy.write(chunk)
+                rows = cursor.rowcount
+            self.conn.execute(
+                sql.SQL(query("index_readings")).format(
+                    table=readings,
+                    sensor_ts=sql.Identifier(f"{self._new(READINGS)}_sensor_ts"),
+                    ts=sql.Identifier(f"{self._new(READINGS)}_ts"),
+                )
+            )
+            self.conn.execute(
+                sql.SQL(query("create_hourly_fingerprints")).format(readings=readings)
+            )
+            self.conn.execute(
+                sql.SQL(query("insert_hourly_stats")).format(
+                    target=hourly, key=sql.Identifier(f"{self._new(HOURLY)}_key")
+                )
+            )
+            self.conn.execute(
+                sql.SQL(query("insert_daily_stats")).format(
+                    target=sql.Identifier("partitions", self._new(DAILY)),
+                    hourly=hourly,
+                    key=sql.Identifier(f"{self._new(DAILY)}_key"),
+                )
+            )
+            found = self.conn.execute(query("select_hourly_fingerprints")).fetchall()
+            self._database_figures = {s: (int(n), t, int(h)) for s, n, t, h in found}
+            self.conn.execute(sql.SQL("ANALYZE {}").format(readings))
+            self._latest = self.conn.execute(
+                sql.SQL(query("select_month_latest_readings")).format(
+                    readings=readings, hourly=hourly
+                )
+            ).fetchall()
+        return rows
+
+    def _reconcile(self) -> None:
+        """Record frame vs database figures per sensor; refuse the swap on any difference."""
+        database = self._database_figures
+        frame = as_figures(self.fingerprints)
+        sensors = sorted(frame.keys() | database.keys())
+        missing = (0, 0.0, 0)
+        with self.conn.transaction(), self.conn.cursor() as cursor:
+            cursor.executemany(
+                query("upsert_reconciliation"),
+                [
+                    {
+                        "month": self.month,
+                        "sensor_id": sensor,
+                        "run_id": self.run_id,
+                        "frame_count": frame.get(sensor, missing)[0],
+                        "frame_sum": frame.get(sensor, missing)[1],
+                        "frame_hash": frame.get(sensor, missing)[2],
+                        "db_count": database.get(sensor, missing)[0],
+                        "db_sum": database.get(sensor, missing)[1],
+                        "db_hash": database.get(sensor, missing)[2],
+                    }
+                    for sensor in sensors
+                ],
+            )
+            cursor.execute(
+                query("delete_stale_reconciliation"), {"month": self.month, "sensor_ids": sensors}
+            )
+        mismatched = mismatched_sensors(frame, database)
+        if mismatched:
+            raise ReconciliationError(
+                f"month {self.month:%Y-%m}: the database differs from the validated frame for "
+                f"sensor(s) {mismatched[:10]}; see table reconciliation"
+            )
+
+    def _check_shrink(self) -> None:
+        """Refuse a build that would take more of a floor's loaded readings than allowed."""
+        if self.shrink.allow:
+            return
+        low, high = DAILY.bounds(self.month)
+        rows = self.conn.execute(
+            sql.SQL(query("select_floor_shrink")).format(
+                new_daily=sql.Identifier("partitions", self._new(DAILY))
+            ),
+            {"low": low, "high": high},
+        ).fetchall()
+        losses = [
+            f"floor {floor} from {loaded:,} to {new:,} readings ({new / loaded - 1:+.1%})"
+            for floor, loaded, new in rows
+            if loaded and (loaded - new) / loaded > self.shrink.max_share
+        ]
+        if losses:
+            raise ShrinkError(
+                f"{self.month:%Y-%m}: this load would shrink the loaded month: "
+                f"{'; '.join(losses)} (a floor may lose at most {self.shrink.max_share:.0%}, "
+                "BANGKOK_MAX_SHRINK_SHARE); nothing was changed. If that is intended, load "
+                "again with --allow-shrink (or run config allow_shrink: true)"
+            )
+
+    def _swap(self, load_id: int, rows: int) -> None:
+        for attempt in range(1, _SWAP_ATTEMPTS + 1):
+            try:
+                with self.conn.transaction():
+                    self.conn.execute("SET LOCAL lock_timeout = '5s'")
+                    for table in TABLES:
+                        self._swap_table(table)
+                    self._replace_month_rows(
+                        "quarantine",
+                        self.quarantine.with_columns(run_id=pl.lit(self.run_id)),
+                        ("run_id", *QUARANTINE_COLUMNS),
+                    )
+                    self._replace_month_rows("sensor_coverage", self.coverage, COVERAGE_COLUMNS)
+                    self._replace_month_rows("reading_gaps", self.gaps, GAP_COLUMNS)
+                    self._replace_latest_readings()
+                    self._finish_log(load_id, "succeeded", rows, None)
+                return
+            except psycopg.errors.LockNotAvailable:
+                if attempt == _SWAP_ATTEMPTS:
+                    raise
+                time.sleep(attempt)
+
+    def _swap_table(self, table: _Table) -> None:
+        canonical = table.name(self.month)
+        parent = sql.Identifier(table.parent)
+        current = sql.Identifier("partitions", canonical)
+        attached = self.conn.execute(
+            "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s) "
+            "AND inhparent = %s::regclass",
+            (f"partitions.{canonical}", table.parent),
+        ).fetchone()
+        if attached:
+            self.conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent, current))
+            self.conn.execute(sql.SQL("DROP TABLE {}").format(current))
+        low, high = table.bounds(self.month)
+        self.conn.execute(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                sql.Identifier("partitions", self._new(table)), sql.Identifier(canonical)
+            )
+        )
+        self.conn.execute(
+            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                parent, current, sql.Literal(low), sql.Literal(high)
+            )
+        )
+
+    def _replace_month_rows(self, table: str, rows: pl.DataFrame, columns: tuple[str, ...]) -> None:
+        """Replace the month's rows of a per-month side table (inside the swap transaction)."""
+        target = sql.Identifier(table)
+        self.conn.execute(sql.SQL("DELETE FROM {} WHERE month = %s").format(target), (self.month,))
+        if not rows.height:
+            return
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            target, sql.SQL(", ").join(sql.Identifier(name) for name in ("month", *columns))
+        )
+        with self.conn.cursor().copy(statement) as copy:
+            for row in rows.select(columns).iter_rows():
+                copy.write_row((self.month, *row))
+
+    def _replace_latest_readings(self) -> None:
+        """Each sensor's last reading of the month, for the query API (inside the swap)."""
+        self.conn.execute("DELETE FROM sensor_latest_readings WHERE month = %s", (self.month,))
+        sensor_ids, ts, values = zip(*self._latest, strict=True) if self._latest else ((), (), ())
+        self.conn.execute(
+            query("insert_month_latest_readings"),
+            {
+                "month": self.month,
+                "sensor_ids": list(sensor_ids),
+                "ts": list(ts),
+                "values": list(values),
+            },
+        )
+
+    def _finish_log(self, load_id: int, status: str, rows: int | None, error: str | None) -> None:
+        self.conn.execute(
+            query("finish_load_log"),
+            {
+                "load_id": load_id,
+                "status": status,
+                "rows_loaded": rows,
+                "rows_quarantined": self.quarantine.height,
+                "checksum": str(int(self.fingerprints["hash"].sum())) if rows is not None else None,
+                "timings": json.dumps(self.timings),
+                "error": error,
+            },
+        )
+
+    def _fail(self, load_id: int, error: BaseException) -> None:
+        """Record the failure and drop what this load built; the old month stays as it was."""
+        if self.conn.closed or self.conn.broken:
+            return
+        try:
+            self.drop_debris()
+            self._finish_log(load_id, "failed", None, f"{type(error).__name__}: {error}"[:2000])
+        except psycopg.Error:
+            pass

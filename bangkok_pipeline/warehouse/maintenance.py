@@ -1,0 +1,205 @@
+"""Month partitions ahead of the data, and what schema `partitions` holds.
+
+Why premake: there is no default partition, so a row for a month without a partition cannot be
+written through the parents at all. A month's load creates its partitions itself, but anything
+else that writes into the parents (a streaming writer, a backfill tool, a hand-run INSERT) needs
+the month to exist before its first row arrives; the maintenance job keeps empty partitions ready
+for the months after the newest loaded one and reports holes in the loaded range.
+
+A premade partition is an ordinary attached month: a later load replaces it by the same atomic
+swap as any loaded month (detach and drop it, attach the new table). The window is anchored on the
+newest successfully loaded month, not on the clock, so a historical dataset does not grow empty
+partitions for years it has no data for; before the first load there is nothing to anchor on.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+import psycopg
+from psycopg import sql
+
+from bangkok_pipeline.core.months import month_key, next_month
+from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.warehouse.load import READINGS, TABLES, _Table
+from bangkok_pipeline.warehouse.month_lock import MonthBusy, month_lock
+
+_NAME = re.compile(
+    r"^(?P<parent>sensor_readings|hourly_sensor_stats|daily_sensor_stats)"
+    r"_y(?P<year>\d{4})m(?P<month>\d{2})(?:_(?P<suffix>\w+))?$"
+)
+
+
+def parse_partition_name(name: str) -> tuple[str, date, str | None] | None:
+    """`sensor_readings_y2018m07[_token]` -> (parent, month, token); None for other names."""
+    match = _NAME.match(name)
+    if not match or not 1 <= int(match["month"]) <= 12:
+        return None
+    return match["parent"], date(int(match["year"]), int(match["month"]), 1), match["suffix"]
+
+
+@dataclass(frozen=True)
+class PartitionTable:
+    name: str
+    parent: str | None  # the partitioned table it is attached to, None when unattached
+    bytes: int
+    estimated_rows: int
+
+
+@dataclass
+class Inventory:
+    """Schema `partitions` as it stands: attached months per parent, and everything else."""
+
+    attached: dict[str, set[date]] = field(default_factory=dict)  # parent -> months
+    unattached: list[PartitionTable] = field(default_factory=list)
+    tables: list[PartitionTable] = field(default_factory=list)
+
+    def months(self, parent: str = READINGS.parent) -> set[date]:
+        return self.attached.get(parent, set())
+
+
+def inventory(conn: psycopg.Connection) -> Inventory:
+    result = Inventory({table.parent: set() for table in TABLES})
+    for name, parent, size, rows in conn.execute(query("select_month_partitions")).fetchall():
+        table = PartitionTable(name, parent, int(size), int(rows))
+        result.tables.append(table)
+        parsed = parse_partition_name(name)
+        if parent is None or parsed is None or parsed[2] is not None or parsed[0] != parent:
+            if parent is None:
+                result.unattached.append(table)
+            continue
+        result.attached[parent].add(parsed[1])
+    return result
+
+
+def loaded_months(conn: psycopg.Connection) -> list[date]:
+    """Months with at least one successful load, oldest first."""
+    rows = conn.execute(
+        "SELECT DISTINCT month FROM load_log WHERE status = 'succeeded' ORDER BY 1"
+    ).fetchall()
+    return [month for (month,) in rows]
+
+
+def archived_months(conn: psycopg.Connection) -> dict[date, bool]:
+    """Months whose raw readings are archived (not restored) -> whether aggregates were dropped."""
+    exists = conn.execute("SELECT to_regclass('archived_months') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return {}
+    rows = conn.execute(
+        "SELECT month, aggregates_dropped FROM archived_months WHERE restored_at IS NULL"
+    ).fetchall()
+    return {month: bool(dropped) for month, dropped in rows}
+
+
+def gaps(conn: psycopg.Connection, found: Inventory | None = None) -> list[date]:
+    """Months between the first and the last loaded month that have no readings partition and
+    were not archived: holes a reader would take for a month without data."""
+    loaded = loaded_months(conn)
+    if not loaded:
+        return []
+    found = found or inventory(conn)
+    archived = archived_months(conn)
+    month, holes = loaded[0], []
+    while month <= loaded[-1]:
+        if month not in found.months() and month not in archived:
+            holes.append(month)
+        month = next_month(month)
+    return holes
+
+
+@dataclass
+class PremakeReport:
+    window: list[date]  # the months that should have partitions
+    created: list[str] = field(default_factory=list)  # partitions.<name> created now
+    skipped: list[str] = field(default_factory=list)  # why a month was left alone
+    gaps: list[date] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not self.window:
+            return "nothing loaded yet: no month to premake after"
+        span = f"{month_key(self.window[0])}..{month_key(self.window[-1])}"
+        made = f"created {', '.join(self.created)}" if self.created else "nothing to create"
+        holes = (
+            f"; gaps (loaded range, no partition): {', '.join(month_key(m) for m in self.gaps)}"
+            if self.gaps
+            else ""
+        )
+        skipped = f"; skipped: {'; '.join(self.skipped)}" if self.skipped else ""
+        return f"premake window {span}: {made}{skipped}{holes}"
+
+
+def premake_window(conn: psycopg.Connection, ahead: int) -> list[date]:
+    """The newest loaded month and the `ahead` months after it (empty before the first load)."""
+    loaded = loaded_months(conn)
+    if not loaded:
+        return []
+    months = [loaded[-1]]
+    for _ in range(ahead):
+        months.append(next_month(months[-1]))
+    return months
+
+
+def premake(conn: psycopg.Connection, ahead: int) -> PremakeReport:
+    """Create the missing partitions (readings and both aggregates) of the premake window.
+
+    Idempotent: an existing partition, loaded or premade, is never touched. A month whose load,
+    archive or restore holds the month lock is skipped (that work creates its own partitions).
+    """
+    report = PremakeReport(premake_window(conn, ahead))
+    archived = archived_months(conn)
+    found = inventory(conn)
+    for month in report.window:
+        missing = [t for t in TABLES if month not in found.months(t.parent)]
+        if not missing:
+            continue
+        if month in archived:
+            report.skipped.append(f"{month_key(month)} is archived (`archive restore` it)")
+            continue
+        try:
+            with month_lock(conn, month, wait=False), conn.transaction():
+                conn.execute("SET LOCAL lock_timeout = '5s'")
+                for table in missing:
+                    report.created.append(create_empty_partition(conn, table, month))
+        except MonthBusy:
+            report.skipped.append(f"{month_key(month)} is being loaded, archived or restored")
+    report.gaps = gaps(conn)
+    return report
+
+
+def create_empty_partition(conn: psycopg.Connection, table: _Table, month: date) -> str:
+    """Create and attach one empty month partition, owned like its parent (call in a transaction
+    holding the month lock). The table gets the month's CHECK first, so ATTACH needs no scan and
+    takes only a SHARE UPDATE EXCLUSIVE lock on the parent: readers are not blocked."""
+    name = table.name(month)
+    target = sql.Identifier("partitions", name)
+    low, high = table.bounds(month)
+    conn.execute(
+        sql.SQL(query("create_staging_table")).format(
+            table=target,
+            parent=sql.Identifier(table.parent),
+            check=sql.Identifier(f"{name}_month"),
+            column=sql.Identifier(table.column),
+            low=sql.Literal(low),
+            high=sql.Literal(high),
+        )
+    )
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(table.parent), target, sql.Literal(low), sql.Literal(high)
+        )
+    )
+    own_like_parent(conn, table.parent, target)
+    return f"partitions.{name}"
+
+
+def own_like_parent(conn: psycopg.Connection, parent: str, target: sql.Identifier) -> None:
+    """Give a new partition its parent's owner: where loads run as a non-superuser owner role
+    (issue 5's bangkok_loader), only the owner may detach and drop it later."""
+    row = conn.execute(
+        "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass", (parent,)
+    ).fetchone()
+    current = conn.execute("SELECT current_user").fetchone()
+    if row and current and row[0] != current[0]:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} OWNER TO {}").format(target, sql.Identifier(str(row[0])))
+        )

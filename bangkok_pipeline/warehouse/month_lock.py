@@ -1,0 +1,104 @@
+"""The month lock: one per month, so that month's loads, premakes, archives and restores never
+interleave.
+
+Why a row lock and not an advisory lock: advisory locks need no privilege, so any login (a tenant's
+API role included) could hold a month's key forever and stall its loads. The lock is the month's
+row in `month_locks` (migration 0006), a table only bangkok_loader and bangkok_owner may touch,
+locked FOR UPDATE by a transaction on a sibling connection that stays open while the work runs:
+the work itself runs several transactions on its own connection. If the process dies, its
+connections close and the server releases the lock.
+"""
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import date
+
+import psycopg
+
+from bangkok_pipeline.core.months import month_key
+from bangkok_pipeline.db.connection import lock_holder
+from bangkok_pipeline.db.queries import query
+
+_log = logging.getLogger(__name__)
+_ADD_ROW = "INSERT INTO month_locks (month) VALUES (%s) ON CONFLICT DO NOTHING"
+_LOCK = "SELECT month FROM month_locks WHERE month = %s FOR UPDATE"
+_LOCK_UNLESS_LOCKED = "SELECT month FROM month_locks WHERE month = %s FOR UPDATE SKIP LOCKED"
+
+
+class MonthBusy(RuntimeError):
+    """Another session holds the month's lock (raised only when not waiting)."""
+
+
+class MonthLockLost(RuntimeError):
+    """The connection holding the month's lock is gone: the month may no longer be ours."""
+
+
+class MonthLock:
+    """A held month lock; `ensure_held()` before a step that must not run without it."""
+
+    def __init__(self, month: date, holder: psycopg.Connection) -> None:
+        self.month = month
+        self._holder = holder
+
+    def ensure_held(self) -> None:
+        """Raise MonthLockLost unless the holding transaction is still alive."""
+        try:
+            self._holder.execute("SELECT 1")
+        except psycopg.Error as error:
+            raise MonthLockLost(
+                f"lost the lock of {month_key(self.month)} (its connection failed: {error})"
+            ) from error
+
+
+@contextmanager
+def month_lock(
+    conn: psycopg.Connection,
+    month: date,
+    wait: bool = True,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[MonthLock]:
+    """Hold `month`'s lock for the block, on a new connection opened like `conn` (same server,
+    login and options).
+
+    `wait=True`: wait for another holder, calling `on_wait` (default: log a warning) once with
+    what it waits for. `wait=False`: raise MonthBusy at once instead.
+    """
+    if month.day != 1:
+        raise ValueError(f"a month is its first day, not {month}")
+    key = month_key(month)
+    holder = lock_holder(conn, f"bangkok_pipeline month lock {key}")
+    try:
+        try:
+            holder.execute(_ADD_ROW, (month,))
+        except psycopg.errors.UndefinedTable:
+            raise RuntimeError(
+                "table month_locks is missing: migrate the database (bangkok-pipeline db migrate)"
+            ) from None
+        holder.commit()
+        if holder.execute(_LOCK_UNLESS_LOCKED, (month,)).fetchone() is None:
+            if not wait:
+                raise MonthBusy(f"another load, premake, archive or restore holds {key}")
+            (on_wait or _log.warning)(
+                f"waiting for the lock of {key}: another load, premake, archive "
+                "or restore of the month holds it"
+            )
+            holder.execute(_LOCK, (month,))
+        yield MonthLock(month, holder)
+    finally:
+        # Roll back before closing: a closed socket is released by the server asynchronously,
+        # so the next NOWAIT attempt right after could still find the row locked.
+        if not holder.closed and not holder.broken:
+            with suppress(psycopg.Error):
+                holder.rollback()
+        holder.close()
+
+
+def held_months(conn: psycopg.Connection) -> set[date]:
+    """Months whose lock some session holds now (empty before migration 0006). Reads the rows'
+    lockers instead of probing with a lock of its own, so it never makes a premake skip or an
+    archive refuse."""
+    exists = conn.execute("SELECT to_regclass('month_locks') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return set()
+    return {month for (month,) in conn.execute(query("select_held_month_locks")).fetchall()}

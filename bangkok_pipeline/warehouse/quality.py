@@ -1,0 +1,81 @@
+"""Checks of a loaded month against the ledger and against itself; SQL lives in files."""
+
+from dataclasses import dataclass
+from datetime import date
+
+import psycopg
+from psycopg import sql
+
+from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.transform.fingerprint import database_fingerprints, mismatched_sensors
+from bangkok_pipeline.warehouse.load import DAILY, HOURLY, READINGS
+
+
+def _partition(table_name: str) -> sql.Identifier:
+    return sql.Identifier("partitions", table_name)
+
+
+def partition_exists(conn: psycopg.Connection, month: date) -> bool:
+    row = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", (f"partitions.{READINGS.name(month)}",)
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def reconcile_live(conn: psycopg.Connection, month: date, run_id: str) -> list[int]:
+    """Recompute the live partition's per-sensor figures into the ledger; return mismatches."""
+    database = database_fingerprints(conn, _partition(READINGS.name(month)))
+    ledger = {
+        sensor: (n, total, int(h))
+        for sensor, n, total, h in conn.execute(
+            query("select_reconciliation_ledger"), {"month": month}
+        ).fetchall()
+    }
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.executemany(
+            query("update_reconciliation_db"),
+            [
+                {
+                    "month": month,
+                    "sensor_id": sensor,
+                    "run_id": run_id,
+                    "db_count": n,
+                    "db_sum": total,
+                    "db_hash": h,
+                }
+                for sensor, (n, total, h) in database.items()
+            ],
+        )
+    return mismatched_sensors(ledger, database)
+
+
+@dataclass(frozen=True)
+class SensorCoverage:
+    sensor_id: int
+    present: int
+    expected: int
+    gaps: int
+    longest_gap_minutes: int
+
+    @property
+    def completeness(self) -> float:
+        return self.present / self.expected if self.expected else 0.0
+
+
+def coverage(conn: psycopg.Connection, month: date) -> list[SensorCoverage]:
+    """Present vs expected minutes and gap segments of every sensor of the month."""
+    rows = conn.execute(query("select_coverage"), {"month": month}).fetchall()
+    return [SensorCoverage(*row) for row in rows]
+
+
+def aggregate_mismatches(
+    conn: psycopg.Connection, month: date, sample_size: int = 8
+) -> list[tuple[str, int, str]]:
+    """(grain, sensor, bucket) of stored aggregates that differ from a recomputation from raw."""
+    statement = sql.SQL(query("select_aggregate_mismatches")).format(
+        readings=_partition(READINGS.name(month)),
+        hourly=_partition(HOURLY.name(month)),
+        daily=_partition(DAILY.name(month)),
+    )
+    salt = month.year * 100 + month.month
+    return conn.execute(statement, {"salt": salt, "sample_size": sample_size}).fetchall()
