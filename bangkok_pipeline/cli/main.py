@@ -420,6 +420,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        settings.check_all()  # a bad value is one line here, not a trace from a child later
         return handler(args)
     except EXPECTED_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,8 +1,12 @@
 """Every setting the project reads from the environment, with its default, in one place."""
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
+
+_T = TypeVar("_T", int, float)
 
 BANGKOK_TZ = ZoneInfo("Asia/Bangkok")
 DATA_FIRST_MONTH = "2018-07"
@@ -14,6 +18,22 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent  # bangkok_pipeline/
 def _env(name: str) -> str | None:
     """A variable's value; set-but-empty counts as unset."""
     return os.environ.get(name) or None
+
+
+def _number(name: str, default: _T, parse: Callable[[str], _T], expected: str) -> _T:
+    """A numeric variable's value, or its default when unset; a value that does not parse is a
+    `SettingError` naming the variable and what it expects."""
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return parse(value.strip())
+    except ValueError:
+        raise SettingError(f"{name}={value!r} is not {expected}") from None
+
+
+def _whole(name: str, default: int, expected: str = "a whole number") -> int:
+    return _number(name, default, int, f"{expected}; expected e.g. {default}")
 
 
 def bangkok_home() -> Path:
@@ -29,7 +49,7 @@ def database_url() -> str | None:
 def connect_attempts() -> int:
     """How often to try a server that does not answer before giving up
     (`BANGKOK_CONNECT_ATTEMPTS`)."""
-    return max(1, int(_env("BANGKOK_CONNECT_ATTEMPTS") or "5"))
+    return max(1, _whole("BANGKOK_CONNECT_ATTEMPTS", 5, "a number of attempts"))
 
 
 def source_dir() -> Path:
@@ -68,7 +88,7 @@ def dagster_storage_url() -> str | None:
 
 def max_source_bytes() -> int:
     """Source files larger than this are reported and skipped (`BANGKOK_MAX_SOURCE_BYTES`)."""
-    return int(_env("BANGKOK_MAX_SOURCE_BYTES") or 2 * 1024**3)
+    return _whole("BANGKOK_MAX_SOURCE_BYTES", 2 * 1024**3, "a size in bytes")
 
 
 def alert_webhook_url() -> str | None:
@@ -78,7 +98,7 @@ def alert_webhook_url() -> str | None:
 
 def sensor_interval_seconds() -> int:
     """How often the source sensor looks at the files (`BANGKOK_SENSOR_INTERVAL_SECONDS`)."""
-    return int(_env("BANGKOK_SENSOR_INTERVAL_SECONDS") or 60)
+    return _whole("BANGKOK_SENSOR_INTERVAL_SECONDS", 60, "a whole number of seconds")
 
 
 def umask() -> int:
@@ -140,28 +160,26 @@ def database_budget_bytes() -> int:
 
 def slow_statement_ms() -> float:
     """Mean execution time above which health lists a statement (`BANGKOK_SLOW_STATEMENT_MS`)."""
-    return float(_env("BANGKOK_SLOW_STATEMENT_MS") or 500)
+    return _number(
+        "BANGKOK_SLOW_STATEMENT_MS", 500.0, float, "a number of milliseconds; expected e.g. 500"
+    )
 
 
 def health_interval_seconds() -> int:
     """How often the health sensor evaluates the database (`BANGKOK_HEALTH_INTERVAL_SECONDS`)."""
-    return int(_env("BANGKOK_HEALTH_INTERVAL_SECONDS") or 300)
+    return _whole("BANGKOK_HEALTH_INTERVAL_SECONDS", 300, "a whole number of seconds")
 
 
 def premake_months() -> int:
     """How many months after the newest loaded one get empty partitions ahead of time
     (`BANGKOK_PREMAKE_MONTHS`)."""
-    return max(0, int(_env("BANGKOK_PREMAKE_MONTHS") or 2))
+    return max(0, _whole("BANGKOK_PREMAKE_MONTHS", 2, "a whole number of months"))
 
 
 def _optional_int(name: str) -> int | None:
-    value = _env(name)
-    if value is None:
+    if _env(name) is None:
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise SettingError(f"{name}={value!r} is not a whole number of months") from None
+    return _number(name, 0, int, "a whole number of months; expected e.g. 12")
 
 
 def retain_raw_months() -> int | None:
@@ -188,7 +206,32 @@ def backup_dir() -> Path:
 
 def backup_keep() -> int:
     """How many backups `db backup` keeps in their directory (`BANGKOK_BACKUP_KEEP`)."""
-    return max(1, int(_env("BANGKOK_BACKUP_KEEP") or 7))
+    return max(1, _whole("BANGKOK_BACKUP_KEEP", 7, "a number of backups"))
+
+
+def check_all() -> None:
+    """Read every setting once, so that a bad value stops a command before it starts anything
+    (one `SettingError` naming the variable). The sensor intervals are also read when the
+    definitions are imported."""
+    for read in (
+        bangkok_home,
+        connect_attempts,
+        source_dir,
+        max_source_bytes,
+        sensor_interval_seconds,
+        umask,
+        max_shrink_share,
+        database_budget_bytes,
+        slow_statement_ms,
+        health_interval_seconds,
+        premake_months,
+        retain_raw_months,
+        retain_aggregate_months,
+        archive_dir,
+        backup_dir,
+        backup_keep,
+    ):
+        read()
 
 
 # Polars' allocator (jemalloc) keeps freed pages for a while; a month load frees and reallocates
