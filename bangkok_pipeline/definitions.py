@@ -9,7 +9,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
 )
 from bangkok_pipeline.defs.ingestion.checks import ingestion_checks
 from bangkok_pipeline.defs.ingestion.jobs import ingest_month_job
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.ingestion.resources import LayersResource
 from bangkok_pipeline.defs.ingestion.schedules import nightly_ingest_schedule
 from bangkok_pipeline.defs.ingestion.sensors import (
     abandoned_runs_sensor,
@@ -28,6 +28,7 @@ from bangkok_pipeline.defs.operations.schedules import (
     retention_schedule,
 )
 from bangkok_pipeline.defs.operations.sensors import database_health_sensor
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 
 defs = dg.Definitions(
     assets=[raw_readings, validated_readings, load_month_partitions, postgres_database],
@@ -40,5 +41,9 @@ defs = dg.Definitions(
         database_health_sensor,
     ],
     schedules=[nightly_ingest_schedule, partition_maintenance_schedule, retention_schedule],
-    resources={"database": PostgresResource(), "source": SourceDirectory()},
+    resources={
+        "database": PostgresResource(),
+        "source": SourceDirectory(),
+        "layers": LayersResource(),
+    },
 )

@@ -56,6 +56,6 @@ def mismatched_sensors(frame: Figures, database: Figures) -> list[int]:
     for sensor in sorted(frame.keys() | database.keys()):
         f, d = frame.get(sensor), database.get(sensor)
         exact = f is not None and d is not None and f[0] == d[0] and f[2] == d[2]
-        if not exact or abs(f[1] - d[1]) > 1e-9 * max(1.0, abs(f[1])):  # type: ignore[index]
+        if f is None or d is None or not exact or abs(f[1] - d[1]) > 1e-9 * max(1.0, abs(f[1])):
             mismatched.append(sensor)
     return mismatched

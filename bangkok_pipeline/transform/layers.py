@@ -117,8 +117,11 @@ def run_layers(
     lineage: tuple[str, ...] = (),
     home: Path | None = None,
     published_fallback: bool = False,
+    root: Path | None = None,
 ) -> RunLayers:
-    return RunLayers(layers_root(home), month, run_id, lineage, published_fallback)
+    """The layers of one run of `month` under `root` (default: `home`/layers, `home` defaulting
+    to BANGKOK_HOME)."""
+    return RunLayers(root or layers_root(home), month, run_id, lineage, published_fallback)
 
 
 @contextmanager

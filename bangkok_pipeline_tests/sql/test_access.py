@@ -27,7 +27,8 @@ from bangkok_pipeline.defs.ingestion.assets import (
     validated_readings,
 )
 from bangkok_pipeline.defs.ingestion.checks import api_roles_cannot_bypass_rls, ingestion_checks
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.ingestion.resources import LayersResource
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools import api_bench
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.transform.layers import run_layers
@@ -200,6 +201,7 @@ def world(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 resources={
                     "database": PostgresResource(database_url=loader.url(url)),
                     "source": SourceDirectory(path=str(source)),
+                    "layers": LayersResource(),
                 },
                 instance=dg.DagsterInstance.ephemeral(),
                 raise_on_error=False,

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from bangkok_pipeline.cli.main import run
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource
 from bangkok_pipeline.defs.operations.jobs import partition_maintenance_job
+from bangkok_pipeline.defs.resources import PostgresResource
 from bangkok_pipeline.transform.fingerprint import database_fingerprints
 from bangkok_pipeline.warehouse import maintenance
 from bangkok_pipeline.warehouse.month_lock import month_lock

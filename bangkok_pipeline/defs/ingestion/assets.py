@@ -13,11 +13,8 @@ from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import month_bounds, parse_month
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.defs.ingestion.partitions import month_backfill_policy, monthly_partitions
-from bangkok_pipeline.defs.ingestion.resources import (
-    DATABASE_RETRY_POLICY,
-    PostgresResource,
-    SourceDirectory,
-)
+from bangkok_pipeline.defs.ingestion.resources import DATABASE_RETRY_POLICY, LayersResource
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.transform.layers import LayerMissing, RunLayers, run_layers
 from bangkok_pipeline.warehouse.ingest import (
     IngestError,
@@ -50,7 +47,7 @@ class LoadConfig(dg.Config):
 
 
 def _run_layers(
-    context: dg.AssetExecutionContext, upstream: dg.AssetKey | None = None
+    context: dg.AssetExecutionContext, layers: LayersResource, upstream: dg.AssetKey | None = None
 ) -> RunLayers:
     """This run's layers of the month; a re-execution also reads the layers of its parents, and
     a run that does not materialize `upstream` at all reads the month's published layer."""
@@ -66,7 +63,8 @@ def _run_layers(
         context.partition_key,
         context.run_id,
         tuple(lineage),
-        published_fallback=alone and upstream not in selection,  # type: ignore[operator]
+        published_fallback=alone and upstream not in (selection or ()),
+        root=layers.directory(),
     )
 
 
@@ -109,14 +107,18 @@ def _data_reaches_month_end(
     retry_policy=DATABASE_RETRY_POLICY,
     kinds={"csv", "parquet"},
     description="Every line of the month from each {year}Floor{n}.csv, kept losslessly as text "
-    "in Parquet under BANGKOK_HOME/layers/raw; header columns registered as sensors.",
+    "in Parquet under the layers root (default BANGKOK_HOME/layers); header columns registered "
+    "as sensors.",
 )
 def raw_readings(
-    context: dg.AssetExecutionContext, database: PostgresResource, source: SourceDirectory
+    context: dg.AssetExecutionContext,
+    database: PostgresResource,
+    source: SourceDirectory,
+    layers: LayersResource,
 ) -> dg.MaterializeResult:
     try:
         with database.connection(autocommit=True) as conn:
-            raw = extract_raw_month(conn, source.directory(), _run_layers(context))
+            raw = extract_raw_month(conn, source.directory(), _run_layers(context, layers))
     except IngestError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     except OSError as error:  # writing the layer (a full disk): retrying at once will not help
@@ -165,11 +167,11 @@ def raw_readings(
     "aside with file, line, column and reason.",
 )
 def validated_readings(
-    context: dg.AssetExecutionContext, config: ValidationConfig
+    context: dg.AssetExecutionContext, config: ValidationConfig, layers: LayersResource
 ) -> dg.MaterializeResult:
     month = context.partition_key
     try:
-        result = validate_month(_run_layers(context, RAW))
+        result = validate_month(_run_layers(context, layers, RAW))
     except LayerMissing as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     share_ok = result.rejected_share <= config.max_rejected_share
@@ -250,17 +252,20 @@ def validated_readings(
     pool="bangkok_database",
 )
 def load_month_partitions(
-    context: dg.AssetExecutionContext, config: LoadConfig, database: PostgresResource
+    context: dg.AssetExecutionContext,
+    config: LoadConfig,
+    database: PostgresResource,
+    layers: LayersResource,
 ) -> Iterator[dg.MaterializeResult]:
     """COPY the validated month into fresh tables and swap them in with its aggregates."""
     month = context.partition_key
-    layers = _run_layers(context, VALIDATED)
+    run = _run_layers(context, layers, VALIDATED)
     shrink = ShrinkGuard(settings.max_shrink_share(), config.allow_shrink)
     try:
-        summary = validated_summary(layers.read_dir("validated"))
+        summary = validated_summary(run.read_dir("validated"))
         with database.connection(autocommit=True) as conn:
             result = load_month(
-                conn, layers, _is_live(context.instance), shrink, on_wait=context.log.warning
+                conn, run, _is_live(context.instance), shrink, on_wait=context.log.warning
             )
     except (LayerMissing, ReconciliationError, ShrinkError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None

@@ -5,7 +5,7 @@ import dagster as dg
 from bangkok_pipeline.core.months import parse_month
 from bangkok_pipeline.defs.ingestion.assets import HOURLY, READINGS
 from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource
+from bangkok_pipeline.defs.resources import PostgresResource
 from bangkok_pipeline.warehouse import access, quality
 from bangkok_pipeline.warehouse.load import TABLES
 

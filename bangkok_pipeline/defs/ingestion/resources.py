@@ -1,14 +1,11 @@
-"""Resources of the ingestion domain: the database and the source directory."""
+"""Resources of the ingestion domain: the file layers, and the retry policy of database steps
+(the database and the source directory are shared: `bangkok_pipeline.defs.resources`)."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 
-from bangkok_pipeline.core import settings
-from bangkok_pipeline.db.connection import DatabaseUnavailable, connect, is_transient, resolve_url
+from bangkok_pipeline.transform.layers import layers_root
 
 # Transient database errors are retried by this policy (exponential backoff with jitter);
 # permanent ones become a Failure that Dagster does not retry.
@@ -17,35 +14,11 @@ DATABASE_RETRY_POLICY = dg.RetryPolicy(
 )
 
 
-class PostgresResource(dg.ConfigurableResource):
-    """The pipeline's PostgreSQL: `database_url`, else DATABASE_URL, else the embedded server."""
+class LayersResource(dg.ConfigurableResource):
+    """Where each run's file layers and the published ones live: `root`, else
+    BANGKOK_HOME/layers."""
 
-    database_url: str | None = None
-
-    def url(self) -> str:
-        return self.database_url or resolve_url()
-
-    @contextmanager
-    def connection(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-        """A connection; errors that a retry cannot fix fail the step at once, with the cause."""
-        try:
-            with connect(self.url(), autocommit=autocommit) as conn:
-                yield conn
-        except DatabaseUnavailable:
-            raise
-        except psycopg.Error as error:
-            if is_transient(error):
-                raise
-            raise dg.Failure(
-                description=f"database error ({type(error).__name__}): {error}".strip(),
-                allow_retries=False,
-            ) from error
-
-
-class SourceDirectory(dg.ConfigurableResource):
-    """Where the CU-BEMS CSV files are: `path`, else CUBEMS_SOURCE_DIR, else BANGKOK_HOME/source."""
-
-    path: str | None = None
+    root: str | None = None
 
     def directory(self) -> Path:
-        return Path(self.path).expanduser().resolve() if self.path else settings.source_dir()
+        return Path(self.root).expanduser().resolve() if self.root else layers_root()

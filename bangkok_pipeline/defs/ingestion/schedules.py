@@ -6,8 +6,8 @@ import dagster as dg
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.defs.ingestion.jobs import ingest_month_job
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.defs.ingestion.sensors import month_run_requests
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
 
 

@@ -9,7 +9,7 @@ import dagster as dg
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.defs.ingestion.jobs import ingest_month_job
 from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.ops.alerts import RunFailure, post_webhook, record_failure
 from bangkok_pipeline.runtime.headless import sweep_abandoned_runs
 from bangkok_pipeline.source.state import DirectoryState, scan_directory

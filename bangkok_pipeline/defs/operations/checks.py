@@ -4,12 +4,13 @@ The health sensor reports the same evaluations every few minutes without a run; 
 let anyone run them on demand from the UI (or the `database_health` job).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any, TypedDict
 
 import dagster as dg
 
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.defs.operations.assets import DATABASE
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.ops import health
 
 _DESCRIPTIONS = {
@@ -29,7 +30,13 @@ HEALTH_CHECK_SPECS = [
 ]
 
 
-def check_fields(finding: health.Finding) -> dict[str, object]:
+class CheckFields(TypedDict):
+    passed: bool
+    severity: dg.AssetCheckSeverity
+    metadata: Mapping[str, Any]
+
+
+def check_fields(finding: health.Finding) -> CheckFields:
     """How a finding reads as an asset-check outcome: passed only when ok; critical is an error,
     anything else a warning."""
     return {
@@ -47,9 +54,7 @@ def check_fields(finding: health.Finding) -> dict[str, object]:
 
 def evaluate(database: PostgresResource, source: SourceDirectory) -> health.Report:
     """The health report for the configured database, never starting the embedded server."""
-    url, not_running = (
-        (database.database_url, None) if database.database_url else health.target_url()
-    )
+    url, not_running = database.url_to_examine()
     return health.check_health(
         url, source.directory(), health.Limits.from_settings(), not_running=not_running
     )
@@ -67,7 +72,7 @@ def database_health(
         yield dg.AssetCheckResult(
             asset_key=DATABASE,
             check_name=finding.concern,
-            **check_fields(finding),  # type: ignore[arg-type]
+            **check_fields(finding),
         )
 
 

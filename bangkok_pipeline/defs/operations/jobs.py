@@ -4,9 +4,9 @@ import dagster as dg
 
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import month_key
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource
 from bangkok_pipeline.defs.operations.assets import DATABASE
 from bangkok_pipeline.defs.operations.checks import database_health
+from bangkok_pipeline.defs.resources import PostgresResource
 from bangkok_pipeline.warehouse import archive, maintenance
 
 database_health_job = dg.define_asset_job(

@@ -20,9 +20,9 @@ import psycopg
 
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.db.connection import DatabaseUnavailable, connect
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.defs.operations.assets import DATABASE
 from bangkok_pipeline.defs.operations.checks import check_fields
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.ops import health
 from bangkok_pipeline.ops.alerts import HealthAlert, post_health_alert, record_health_alert
 from bangkok_pipeline.source.state import DirectoryState
@@ -74,9 +74,7 @@ def database_health_sensor(
     context: dg.SensorEvaluationContext, database: PostgresResource, source: SourceDirectory
 ) -> dg.SensorResult:
     cursor = HealthCursor.from_json(context.cursor)
-    url, not_running = (
-        (database.database_url, None) if database.database_url else health.target_url()
-    )
+    url, not_running = database.url_to_examine()
     report = health.check_health(
         url,
         source.directory(),
@@ -88,7 +86,7 @@ def database_health_sensor(
         dg.AssetCheckEvaluation(
             asset_key=DATABASE,
             check_name=finding.concern,
-            **check_fields(finding),  # type: ignore[arg-type]
+            **check_fields(finding),
         )
         for finding in report.findings
         if cursor.statuses.get(finding.concern) != finding.status.value

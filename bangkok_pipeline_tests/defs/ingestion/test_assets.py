@@ -27,7 +27,8 @@ from bangkok_pipeline.defs.ingestion.assets import (
     validated_readings,
 )
 from bangkok_pipeline.defs.ingestion.checks import ingestion_checks
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.ingestion.resources import LayersResource
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline_tests.conftest import new_database
 
@@ -53,6 +54,7 @@ class Loaded:
             resources={
                 "database": PostgresResource(database_url=self.url),
                 "source": SourceDirectory(path=str(source or self.source)),
+                "layers": LayersResource(),
             },
             instance=dg.DagsterInstance.ephemeral(),
             raise_on_error=False,

@@ -15,7 +15,8 @@ from bangkok_pipeline.defs.ingestion.assets import (
     raw_readings,
     validated_readings,
 )
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.ingestion.resources import LayersResource
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools.generator import generate
 
 pytestmark = pytest.mark.integration
@@ -30,6 +31,7 @@ def _materialize(url: str, source: Path) -> dg.ExecuteInProcessResult:
         resources={
             "database": PostgresResource(database_url=url),
             "source": SourceDirectory(path=str(source)),
+            "layers": LayersResource(),
         },
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,

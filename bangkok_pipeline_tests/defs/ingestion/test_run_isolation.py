@@ -17,7 +17,8 @@ from bangkok_pipeline.defs.ingestion.assets import (
     raw_readings,
     validated_readings,
 )
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.ingestion.resources import LayersResource
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.transform.layers import LayerMissing, layer_dir, run_layers
 from bangkok_pipeline.warehouse.ingest import extract_raw_month, load_month, validate_month
 from bangkok_pipeline.warehouse.load import ShrinkError, ShrinkGuard
@@ -97,6 +98,7 @@ def test_two_concurrent_materializations_of_a_month_each_load_their_own_source(
                 resources={
                     "database": PostgresResource(database_url=migrated_url),
                     "source": SourceDirectory(path=str(source)),
+                    "layers": LayersResource(),
                 },
                 instance=instance,
                 raise_on_error=False,
@@ -169,6 +171,7 @@ def test_the_load_asset_refuses_a_shrink_and_its_config_allows_it(
             resources={
                 "database": PostgresResource(database_url=migrated_url),
                 "source": SourceDirectory(path=str(fewer)),
+                "layers": LayersResource(),
             },
             run_config={"ops": {"load_month": {"config": {"allow_shrink": allow}}}},
             instance=dg.DagsterInstance.ephemeral(),

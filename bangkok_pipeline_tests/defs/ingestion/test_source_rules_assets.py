@@ -19,7 +19,8 @@ from bangkok_pipeline.defs.ingestion.assets import (
     raw_readings,
     validated_readings,
 )
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.ingestion.resources import LayersResource
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline_tests.conftest import new_database
 from bangkok_pipeline_tests.source.test_source_rules import FLOOR2_HEADER, HEADER, minutes, write
 
@@ -45,6 +46,7 @@ def materialize(
         resources={
             "database": PostgresResource(database_url=url),
             "source": SourceDirectory(path=str(source)),
+            "layers": LayersResource(),
         },
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,

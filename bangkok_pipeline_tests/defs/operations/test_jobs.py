@@ -8,10 +8,10 @@ import dagster as dg
 import pytest
 
 from bangkok_pipeline.definitions import defs
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.defs.operations.assets import postgres_database
 from bangkok_pipeline.defs.operations.checks import database_health
 from bangkok_pipeline.defs.operations.jobs import database_health_job, retention_job
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.ops import health
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from bangkok_pipeline.defs.ingestion.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.defs.operations.assets import DATABASE
 from bangkok_pipeline.defs.operations.sensors import database_health_sensor
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.ops import health
 
 pytestmark = pytest.mark.integration

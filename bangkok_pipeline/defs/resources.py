@@ -1,0 +1,52 @@
+"""Resources both domains use: the pipeline's database and the source directory."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+
+from bangkok_pipeline.core import settings
+from bangkok_pipeline.db.connection import DatabaseUnavailable, connect, is_transient, resolve_url
+from bangkok_pipeline.ops import health
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """The pipeline's PostgreSQL: `database_url`, else DATABASE_URL, else the embedded server."""
+
+    database_url: str | None = None
+
+    def url(self) -> str:
+        """The URL to work on; starts the embedded server when it is the one and not running."""
+        return self.database_url or resolve_url()
+
+    def url_to_examine(self) -> tuple[str | None, str | None]:
+        """The URL for health, which never starts the embedded server (a stopped server is what
+        it must report): the URL, or None and why there is none to try."""
+        return (self.database_url, None) if self.database_url else health.target_url()
+
+    @contextmanager
+    def connection(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        """A connection; errors that a retry cannot fix fail the step at once, with the cause."""
+        try:
+            with connect(self.url(), autocommit=autocommit) as conn:
+                yield conn
+        except DatabaseUnavailable:
+            raise
+        except psycopg.Error as error:
+            if is_transient(error):
+                raise
+            raise dg.Failure(
+                description=f"database error ({type(error).__name__}): {error}".strip(),
+                allow_retries=False,
+            ) from error
+
+
+class SourceDirectory(dg.ConfigurableResource):
+    """Where the CU-BEMS CSV files are: `path`, else CUBEMS_SOURCE_DIR, else BANGKOK_HOME/source."""
+
+    path: str | None = None
+
+    def directory(self) -> Path:
+        return Path(self.path).expanduser().resolve() if self.path else settings.source_dir()
