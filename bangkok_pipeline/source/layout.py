@@ -20,6 +20,7 @@ _COLUMN = re.compile(
     r"|(?P<sensor>S[1-9]\d*)\((?P<unit>degC|RH%|lux)\))$"
 )
 _FILE = re.compile(r"^(?P<year>\d{4})Floor(?P<floor>[1-9]\d*)\.csv$")
+_POWER_KINDS: dict[str, ChannelKind] = {"Light": "light", "Plug": "plug"}
 _KIND_BY_UNIT: dict[str, ChannelKind] = {
     "degC": "temperature",
     "RH%": "humidity",
@@ -65,7 +66,7 @@ def parse_column(floor: int, column: str) -> Channel | None:
     zone = int(match.group("zone"))
     if match.group("power"):
         name = match.group("power")
-        kind: ChannelKind = "ac" if name.startswith("AC") else name.lower()  # type: ignore[assignment]
+        kind = _POWER_KINDS.get(name, "ac")  # AC1, AC2, ... else Light or Plug
         return Channel(floor, zone, name, kind, "kW", column)
     unit = match.group("unit")
     return Channel(floor, zone, match.group("sensor"), _KIND_BY_UNIT[unit], unit, column)
