@@ -25,6 +25,7 @@ from bangkok_pipeline.db.connection import dagster_storage_url
 from bangkok_pipeline.defs.ingestion.assets import raw_readings
 from bangkok_pipeline.defs.ingestion.schedules import nightly_ingest_schedule
 from bangkok_pipeline.defs.ingestion.sensors import run_failure_alert_sensor, source_files_sensor
+from bangkok_pipeline.defs.ingestion.resources import LayersResource
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
@@ -247,16 +248,18 @@ def test_a_failed_run_is_recorded_and_posted_to_the_webhook(
         resources={
             "database": PostgresResource(database_url=migrated_url),
             "source": SourceDirectory(path=str(tmp_path / "missing")),
+            "layers": LayersResource(),
         },
         raise_on_error=False,
     )
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
+    assert run is not None
     failure = result.get_run_failure_event()
     context = dg.build_run_status_sensor_context(
         sensor_name="run_failure_alert_sensor",
         dagster_instance=instance,
-        dagster_run=run,  # type: ignore[arg-type]
+        dagster_run=run,
         dagster_event=failure,
         resources={"database": PostgresResource(database_url=migrated_url)},
     ).for_run_failure()
