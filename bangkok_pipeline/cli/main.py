@@ -24,7 +24,12 @@ from bangkok_pipeline.db.embedded import EmbeddedServerError
 from bangkok_pipeline.devtools import api_bench, sample
 from bangkok_pipeline.devtools.generator import GeneratorError, generate
 from bangkok_pipeline.runtime import services
-from bangkok_pipeline.runtime.instance import activate, dagster_environment, ensure_dagster_database
+from bangkok_pipeline.runtime.instance import (
+    DagsterStorage,
+    dagster_storage,
+    ensure_dagster_database,
+    open_instance,
+)
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
 from bangkok_pipeline.warehouse.ingest import IngestError, source_files
 
@@ -153,8 +158,8 @@ def _load_months(args: argparse.Namespace) -> int:
         source_files(source)  # refuses, naming what it holds, a folder without CU-BEMS files
         months = parse_months(args.months) if args.months else _months_with_data(source)
     url = _prepare()
-    activate(url)
-    _sweep()
+    storage = dagster_storage(url)
+    _sweep(storage)
 
     def report(outcome: MonthOutcome) -> None:
         mark = "ok  " if outcome.success else "FAIL"
@@ -167,7 +172,7 @@ def _load_months(args: argparse.Namespace) -> int:
     print(f"loading {len(months)} month(s) from {source} into {describe(url)}", flush=True)
     keys = [month_key(m) for m in months]
     outcomes = materialize_months(
-        keys, url, source, report, verbose=args.verbose, allow_shrink=args.allow_shrink
+        keys, url, source, storage, report, verbose=args.verbose, allow_shrink=args.allow_shrink
     )
     failed = [o.month for o in outcomes if not o.success]
     details = "" if args.verbose else f" (details: --verbose, the run in the UI, or {_logs()})"
@@ -184,12 +189,13 @@ def _logs() -> str:
     return str(log_path("<month>"))
 
 
-def _sweep() -> None:
+def _sweep(storage: DagsterStorage) -> None:
     """Finish the runs that a killed or crashed load left behind, so that none blocks this one."""
     from bangkok_pipeline.runtime.headless import sweep_abandoned_runs
 
-    for swept in sweep_abandoned_runs():
-        print(swept.line, flush=True)
+    with open_instance(storage) as instance:
+        for swept in sweep_abandoned_runs(instance):
+            print(swept.line, flush=True)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -201,8 +207,8 @@ def _up(args: argparse.Namespace) -> int:
     except IngestError as error:
         print(f"warning: {error}; the source sensor finds nothing to load until there is")
     url = _prepare()
-    activate(url)
-    _sweep()
+    storage = dagster_storage(url)
+    _sweep(storage)
     home = settings.bangkok_home()
     env = {
         **settings.ALLOCATOR_ENVIRONMENT,
@@ -210,8 +216,8 @@ def _up(args: argparse.Namespace) -> int:
         "BANGKOK_HOME": str(home),
         "DATABASE_URL": url,
         "CUBEMS_SOURCE_DIR": str(source),
+        **storage.environment(),
     }
-    env.update(dagster_environment(url))
     logs = home / "logs"
     children = [services.webserver(args.host, args.port, logs)]
     if not args.no_daemon:
@@ -307,7 +313,7 @@ def _stop(args: argparse.Namespace) -> int:
 def _env(args: argparse.Namespace) -> int:
     url = resolve_url()
     ensure_dagster_database(url)
-    for name, value in {"DATABASE_URL": url, **dagster_environment(url)}.items():
+    for name, value in {"DATABASE_URL": url, **dagster_storage(url).environment()}.items():
         print(f"export {name}='{value}'")
     return 0
 

@@ -71,7 +71,7 @@ def dagster_yaml() -> Path:
 
 
 def dagster_home() -> Path:
-    """DAGSTER_HOME as the CLI sets it: inside BANGKOK_HOME unless the user chose another."""
+    """Dagster's home for the CLI: DAGSTER_HOME if set, else inside BANGKOK_HOME."""
     return Path(_env("DAGSTER_HOME") or bangkok_home() / "dagster")
 
 

@@ -1,8 +1,8 @@
 """Materialize month partitions through Dagster from the command line, as the UI would.
 
 The runs go through the `ingest_month` job of the project's Definitions against the Dagster
-instance of the environment (for the CLI: the PostgreSQL-backed one, so runs, events and asset
-metadata show in the UI). Each month runs in a fresh child process: a month's load peaks near
+instance it is given (for the CLI: the PostgreSQL-backed one, so runs, events and asset metadata
+show in the UI). Each month runs in a fresh child process: a month's load peaks near
 500 MB, and memory the allocators keep after one month must not pile up over eighteen.
 
 The child belongs to the command: it dies with it (even when the command is SIGKILLed), SIGINT
@@ -43,7 +43,7 @@ from bangkok_pipeline.runtime.failures import (
     strip_class,
     summarize,
 )
-from bangkok_pipeline.runtime.instance import STORAGE_URL_VARIABLE
+from bangkok_pipeline.runtime.instance import STORAGE_URL_VARIABLE, DagsterStorage, open_instance
 from bangkok_pipeline.runtime.processes import (
     ProcessIdentity,
     alive_since,
@@ -156,7 +156,7 @@ class _MonthRequest:
     month: str
     run_id: str
     database_url: str
-    ephemeral: bool
+    storage: DagsterStorage | None  # None: an ephemeral instance
     log_path: str | None  # where the child's output goes; None: the terminal (--verbose)
     source: str  # the CSV directory, as the `source` resource's config
     allow_shrink: bool
@@ -216,7 +216,8 @@ def _run_month(request: _MonthRequest) -> MonthOutcome:
     from bangkok_pipeline.definitions import defs
 
     job = defs.resolve_job_def("ingest_month")
-    instance = dg.DagsterInstance.ephemeral() if request.ephemeral else dg.DagsterInstance.get()
+    storage = request.storage
+    instance = dg.DagsterInstance.ephemeral() if storage is None else open_instance(storage)
     with instance:
         result = job.execute_in_process(
             partition_key=request.month,
@@ -324,6 +325,21 @@ def _stop(process: SpawnProcess) -> None:
     process.join(_STOP_TIMEOUT_S)
 
 
+@contextmanager
+def _allocator_environment() -> Iterator[None]:
+    """`settings.ALLOCATOR_ENVIRONMENT` for a child started meanwhile. The spawn start method
+    has no per-child environment (it execs with this process's), and jemalloc reads its variable
+    from the environment when Polars loads, which the child's first import does; so the
+    variables are set while the child starts and restored after (unless the user set them)."""
+    added = {k: v for k, v in settings.ALLOCATOR_ENVIRONMENT.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def _in_child(context: SpawnContext, request: _MonthRequest) -> MonthOutcome:
     """Run one month in a fresh child process; on any exception here, stop the child first."""
     receiver, sender = context.Pipe(duplex=False)
@@ -333,7 +349,7 @@ def _in_child(context: SpawnContext, request: _MonthRequest) -> MonthOutcome:
         name=f"bangkok-load-{request.month}",
     )
     try:
-        with _sigint_blocked():
+        with _sigint_blocked(), _allocator_environment():
             process.start()
         sender.close()
         try:
@@ -383,28 +399,26 @@ def materialize_months(
     months: list[str],
     database_url: str,
     source: Path,
+    storage: DagsterStorage | None,
     report: Callable[[MonthOutcome], None] = lambda outcome: None,
-    ephemeral: bool = False,
     verbose: bool = False,
     allow_shrink: bool = False,
 ) -> list[MonthOutcome]:
     """Run `ingest_month` for each month in order, each in a fresh child process reading
-    `source`; report each.
+    `source`, on the Dagster instance of `storage` (None: an ephemeral one); report each.
 
     After a failed month, runs whose process is gone are swept, so that a later month never waits
     for the pool slot of a dead one. `Interrupted` (see `interruptible()`) stops the child, marks
     its run canceled, and is raised again with the month and what was loaded.
     """
     outcomes: list[MonthOutcome] = []
-    for name, value in settings.ALLOCATOR_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)  # inherited by the spawned children
     context = multiprocessing.get_context("spawn")
     for month in months:
         request = _MonthRequest(
             month,
             str(uuid.uuid4()),
             database_url,
-            ephemeral,
+            storage,
             None if verbose else str(log_path(month)),
             str(source),
             allow_shrink,
@@ -414,8 +428,9 @@ def materialize_months(
         except Interrupted as stop:
             with _signals_ignored():
                 loaded = _committed(database_url, request.run_id)
-                if not ephemeral and _server_answers(database_url):
+                if storage is not None and _server_answers(database_url):
                     _release_quietly(
+                        storage,
                         request.run_id,
                         f"interrupted by {signal.Signals(stop.signum).name}: "
                         "bangkok-pipeline load stopped the process executing this run",
@@ -424,9 +439,9 @@ def materialize_months(
         try:
             outcomes.append(outcome)
             report(outcome)
-            if not outcome.success and not ephemeral and _server_answers(database_url):
-                with suppress(Exception):
-                    sweep_abandoned_runs()  # a dead run's pool slot would block the next month
+            if not outcome.success and storage is not None and _server_answers(database_url):
+                with suppress(Exception), open_instance(storage) as instance:
+                    sweep_abandoned_runs(instance)  # a dead run's slot would block the next month
         except Interrupted as stop:
             raise Interrupted(stop.signum, None, False, outcomes, len(months)) from None
     return outcomes
@@ -441,11 +456,13 @@ class SweptRun:
     line: str  # what was done, for the terminal
 
 
-def _storage_is_local() -> bool:
+def _storage_is_local(instance: dg.DagsterInstance) -> bool:
     """Whether Dagster's storage is reached over a Unix socket: then every run in it ran on
     this host (the embedded server listens on no TCP port)."""
-    url = os.environ.get(STORAGE_URL_VARIABLE)
-    if not url:
+    url = getattr(instance.run_storage, "postgres_url", None) or os.environ.get(
+        STORAGE_URL_VARIABLE
+    )
+    if not isinstance(url, str) or not url:
         return False
     parsed = make_url(url)
     return parsed.host is None and str(parsed.query.get("host", "")).startswith("/")
@@ -462,7 +479,7 @@ def _executing_process(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str 
         if not identity.is_local or identity.is_alive():
             return None
         return f"process {identity.pid}"
-    if not _storage_is_local():
+    if not _storage_is_local(instance):
         return None
     # Runs launched by the daemon or the UI: the run worker reports its pid in an engine event
     # ("Started process for run"; in-process execution: "Executing steps in process").
@@ -496,16 +513,13 @@ def _describe_run(run: dg.DagsterRun) -> str:
     return f"run {run.run_id[:8]} ({run.job_name}{' ' + partition if partition else ''})"
 
 
-def sweep_abandoned_runs(instance: dg.DagsterInstance | None = None) -> list[SweptRun]:
+def sweep_abandoned_runs(instance: dg.DagsterInstance) -> list[SweptRun]:
     """Mark failed every unfinished run whose executing process is gone from this host, and free
     the pool slots of those runs and of finished runs that still hold some. One line per run.
 
     Runs of `load` carry the tags of their process; other runs (daemon, UI) are judged by the pid
     their run worker reported, and only when Dagster's storage is local to this host.
     """
-    if instance is None:
-        with dg.DagsterInstance.get() as own:
-            return sweep_abandoned_runs(own)
     swept = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED)):
         gone = _executing_process(instance, run)
@@ -539,10 +553,10 @@ def sweep_abandoned_runs(instance: dg.DagsterInstance | None = None) -> list[Swe
     return swept
 
 
-def _release_quietly(run_id: str, message: str) -> None:
+def _release_quietly(storage: DagsterStorage, run_id: str, message: str) -> None:
     """Finish one run stopped by this command, if Dagster's storage answers (else the next
     sweep does it)."""
-    with suppress(Exception), dg.DagsterInstance.get() as instance:
+    with suppress(Exception), open_instance(storage) as instance:
         run = instance.get_run_by_id(run_id)
         if run is not None and not run.is_finished:
             instance.report_run_canceled(run, message)
