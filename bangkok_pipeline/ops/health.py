@@ -25,8 +25,8 @@ from bangkok_pipeline.db.connection import DatabaseUnavailable, connect, describ
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
 from bangkok_pipeline.warehouse import maintenance
-from bangkok_pipeline.warehouse.maintenance import parse_partition_name
 from bangkok_pipeline.warehouse.month_lock import held_months
+from bangkok_pipeline.warehouse.partitions import parse_partition_name
 
 MIN_SERVER_VERSION = 150000
 ENABLE_PG_STAT_STATEMENTS = (
