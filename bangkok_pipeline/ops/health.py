@@ -216,6 +216,7 @@ def _migrations(conn: psycopg.Connection) -> Finding:
     head = migrations.head(on_disk)
     known = {m.version: m for m in on_disk}
     pending = [m.label for m in on_disk if m.version not in done]
+    pending += [r.label for r in migrations.due_repeatables(conn, done, migrations.repeatables())]
     unknown = [f"{v:04d}" for v in sorted(done) if v not in known]
     edited = [
         known[v].label

@@ -52,6 +52,7 @@ SIDE_TABLES = (
     "reading_gaps",
     "run_failures",
     "schema_migrations",
+    "schema_repeatables",
     "archived_months",
     "health_alerts",
     "month_locks",
