@@ -257,10 +257,7 @@ def classify_share(share: float, warn: float, critical: float) -> Status:
 
 
 def _connections(conn: psycopg.Connection, limits: Limits) -> Finding:
-    row = conn.execute(
-        "SELECT count(*) FILTER (WHERE backend_type = 'client backend'), "
-        "current_setting('max_connections')::int FROM pg_stat_activity"
-    ).fetchone()
+    row = conn.execute(query("select_connection_use")).fetchone()
     assert row is not None
     used, maximum = int(row[0]), int(row[1])
     share = used / maximum
@@ -299,10 +296,7 @@ def _database_size(conn: psycopg.Connection, limits: Limits) -> Finding:
 
 
 def _slow_statements(conn: psycopg.Connection, limits: Limits) -> Finding:
-    row = conn.execute(
-        "SELECT n.nspname FROM pg_extension AS e JOIN pg_namespace AS n "
-        "ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'"
-    ).fetchone()
+    row = conn.execute(query("select_pg_stat_statements_schema")).fetchone()
     if row is None:
         return Finding(
             "slow_statements",
