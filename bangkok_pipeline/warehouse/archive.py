@@ -388,11 +388,7 @@ def restore_month(conn: psycopg.Connection, month: date, directory: Path) -> Res
             conn.execute("SET LOCAL lock_timeout = '10s'")
             for table in TABLES if rebuild else (READINGS,):
                 partitions.attach(conn, table, month, token)
-            conn.execute(
-                "UPDATE archived_months SET restored_at = now(), aggregates_dropped = false "
-                "WHERE month = %s",
-                (month,),
-            )
+            conn.execute(query("update_archived_month_restored"), {"month": month})
     return RestoreResult(key, rows, rebuild)
 
 
