@@ -1,9 +1,12 @@
-"""Versioned SQL migrations with rollback: `sql/migrations/NNNN_name.{up,down}.sql`.
+"""Versioned SQL migrations with rollback: `sql/migrations/NNNN_name.{up,down}.sql`; and
+repeatable objects: `sql/functions/<schema>.<name>.sql`, re-applied whenever they change.
 
 Each step runs in its own transaction together with its row in `schema_migrations`, so a failed
 step leaves nothing half-applied. A lock on `schema_migrations` that only its owner (or a superuser)
 can take keeps two migrators from racing, and a checksum of every applied upgrade file catches a
-migration edited after it ran.
+migration edited after it ran. After the versioned steps, each repeatable whose checksum differs
+from the one in `schema_repeatables` (migration 0007) runs in a transaction with its new row; one
+runs only once the version its `-- requires: NNNN_name` line names is applied (and 0007 too).
 """
 
 import hashlib
@@ -17,17 +20,13 @@ import psycopg
 
 from bangkok_pipeline.core.settings import sql_dir
 from bangkok_pipeline.db.connection import lock_holder
+from bangkok_pipeline.db.queries import query
 
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.up\.sql$")
+_REPEATABLE_FILE = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\.sql$")
+_REQUIRES = re.compile(r"^-- requires: (?P<version>\d{4})_[a-z0-9_]+$", re.MULTILINE)
 
 _AT_BASE = "nothing to downgrade: the database is at base (no migration applied)"
-_CREATE_VERSION_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    integer PRIMARY KEY,
-    name       text NOT NULL,
-    checksum   text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-)"""
 
 
 class MigrationError(RuntimeError):
@@ -50,6 +49,24 @@ class Migration:
         return f"{self.version:04d}_{self.name}"
 
 
+@dataclass(frozen=True)
+class Repeatable:
+    """A `CREATE OR REPLACE` file, `functions/<schema>.<name>.sql`; `requires` is the version
+    that must be applied before it may run (its first line: `-- requires: 0004_multi_tenant`)."""
+
+    name: str
+    path: Path
+    requires: int
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (repeatable)"
+
+
 def available(directory: Path | None = None) -> list[Migration]:
     """Every migration on disk, in version order; each must have its downgrade beside it."""
     folder = (directory or sql_dir()) / "migrations"
@@ -68,6 +85,24 @@ def available(directory: Path | None = None) -> list[Migration]:
     return migrations
 
 
+def repeatables(directory: Path | None = None) -> list[Repeatable]:
+    """Every repeatable on disk, in name order; each must say which version it requires."""
+    folder = (directory or sql_dir()) / "functions"
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _REPEATABLE_FILE.match(path.name)
+        if not match:
+            raise MigrationError(f"{path}: expected a name like api.latest_readings.sql")
+        requires = _REQUIRES.search(path.read_text())
+        if not requires:
+            raise MigrationError(
+                f"{path.name}: expected a line like `-- requires: 0004_multi_tenant`, naming the "
+                "migration that creates what it depends on"
+            )
+        found.append(Repeatable(match["name"], path, int(requires["version"])))
+    return found
+
+
 def applied(conn: psycopg.Connection) -> dict[int, str]:
     """version -> checksum of what this database has applied."""
     exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
@@ -75,6 +110,27 @@ def applied(conn: psycopg.Connection) -> dict[int, str]:
         return {}
     rows = conn.execute("SELECT version, checksum FROM schema_migrations ORDER BY version")
     return {version: checksum for version, checksum in rows.fetchall()}
+
+
+def applied_repeatables(conn: psycopg.Connection) -> dict[str, str] | None:
+    """name -> checksum of the repeatables this database last applied; None while it has no
+    `schema_repeatables` (before 0007): then no repeatable may run."""
+    exists = conn.execute("SELECT to_regclass('schema_repeatables') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return None
+    rows = conn.execute("SELECT name, checksum FROM schema_repeatables ORDER BY name")
+    return {name: checksum for name, checksum in rows.fetchall()}
+
+
+def due_repeatables(
+    conn: psycopg.Connection, done: dict[int, str], found: list[Repeatable]
+) -> list[Repeatable]:
+    """The repeatables to (re)apply now: new or changed since last applied, and whose required
+    version is applied (so is 0007, or there is no record to compare with)."""
+    recorded = applied_repeatables(conn)
+    if recorded is None:
+        return []
+    return [r for r in found if r.requires in done and recorded.get(r.name) != r.checksum]
 
 
 def current_version(conn: psycopg.Connection) -> int:
@@ -91,13 +147,15 @@ def migrate(
 ) -> list[str]:
     """Apply pending upgrades up to `target` (default: head); return the labels applied."""
     migrations = available(directory)
+    found = repeatables(directory)
     target = head(migrations) if target is None else target
     if target not in {0, *(m.version for m in migrations)}:
         raise MigrationError(f"no migration {target:04d}; known: {_known(migrations)}")
+    _check_requirements(migrations, found)
     done = applied(conn)
     _check_unchanged(migrations, done)
-    if not _pending(migrations, done, target):
-        return []  # no lock needed: a login that may only read schema_migrations gets here too
+    if not _pending(migrations, done, target) and not due_repeatables(conn, done, found):
+        return []  # no lock needed: a login that may only read schema_* tables gets here too
     with _migration_lock(conn):
         done = applied(conn)
         _check_unchanged(migrations, done)
@@ -110,6 +168,15 @@ def migrate(
                     (migration.version, migration.name, migration.checksum),
                 )
             steps.append(migration.label)
+        for repeatable in due_repeatables(conn, applied(conn), found):
+            content = repeatable.path.read_bytes()  # once: the checksum is of what ran
+            with conn.transaction():
+                conn.execute(content.decode())
+                conn.execute(
+                    query("upsert_schema_repeatable"),
+                    {"name": repeatable.name, "checksum": hashlib.sha256(content).hexdigest()},
+                )
+            steps.append(repeatable.label)
         return steps
 
 
@@ -161,6 +228,16 @@ def _known(migrations: list[Migration]) -> str:
     return ", ".join(["0000 (base)", *(m.label for m in migrations)])
 
 
+def _check_requirements(migrations: list[Migration], found: list[Repeatable]) -> None:
+    versions = {m.version for m in migrations}
+    for repeatable in found:
+        if repeatable.requires not in versions:
+            raise MigrationError(
+                f"{repeatable.path.name} requires migration {repeatable.requires:04d}, "
+                f"which does not exist; known: {_known(migrations)}"
+            )
+
+
 def _check_unchanged(migrations: list[Migration], done: dict[int, str]) -> None:
     for migration in migrations:
         recorded = done.get(migration.version)
@@ -182,8 +259,9 @@ def _migration_lock(conn: psycopg.Connection) -> Iterator[None]:
         raise MigrationError("migrations need an autocommit connection")
     exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
+        # raced by another migrator: it is there now
         with suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
-            conn.execute(_CREATE_VERSION_TABLE)  # raced by another migrator: it is there now
+            conn.execute(query("create_schema_migrations"))
     holder = lock_holder(conn, "bangkok_pipeline migrator lock")
     try:
         holder.execute("LOCK TABLE schema_migrations IN SHARE UPDATE EXCLUSIVE MODE")

@@ -32,45 +32,29 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH
+from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.warehouse import access
 
 PGBENCH = POSTGRES_BIN_PATH / "pgbench"
 IDENTITIES = ("api", "owner")
 
-# name -> (pgbench meta-commands, the call); variables from `_Range` are passed with -D.
-SCRIPTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "latest_readings": ((), "SELECT * FROM api.latest_readings(:building);"),
+# name -> pgbench meta-commands; the call is sql/queries/select_api_<name>.sql, in pgbench's
+# `:variable` syntax. Variables from `_Range` are passed with -D.
+SCRIPTS: dict[str, tuple[str, ...]] = {
+    "latest_readings": (),
     "series_raw_day": (
-        (
-            r"\set sensor random(:sensor_lo, :sensor_hi)",
-            r"\set t :t0 + 86400 * random(0, :days - 1)",
-            r"\set t_end :t + 86400",
-        ),
-        "SELECT * FROM api.sensor_series(:sensor, to_timestamp(:t), to_timestamp(:t_end), 'raw');",
+        r"\set sensor random(:sensor_lo, :sensor_hi)",
+        r"\set t :t0 + 86400 * random(0, :days - 1)",
+        r"\set t_end :t + 86400",
     ),
     "series_hour_week": (
-        (
-            r"\set sensor random(:sensor_lo, :sensor_hi)",
-            r"\set t :t0 + 86400 * random(0, :days - 7)",
-            r"\set t_end :t + 7 * 86400",
-        ),
-        "SELECT * FROM api.sensor_series(:sensor, to_timestamp(:t), to_timestamp(:t_end), 'hour');",
+        r"\set sensor random(:sensor_lo, :sensor_hi)",
+        r"\set t :t0 + 86400 * random(0, :days - 7)",
+        r"\set t_end :t + 7 * 86400",
     ),
-    "daily_zone_energy_month": (
-        (r"\set m random(0, :months - 1)", r"\set m_end :m + 1"),
-        "SELECT * FROM api.daily_zone_energy(:building, (:m0::date + make_interval(months => "
-        ":m))::date, (:m0::date + make_interval(months => :m_end))::date - 1);",
-    ),
-    "building_daily_totals_month": (
-        (r"\set m random(0, :months - 1)", r"\set m_end :m + 1"),
-        "SELECT * FROM api.building_daily_totals(:building, (:m0::date + make_interval(months "
-        "=> :m))::date, (:m0::date + make_interval(months => :m_end))::date - 1);",
-    ),
-    "zone_comfort_month": (
-        (r"\set m random(0, :months - 1)", r"\set m_end :m + 1"),
-        "SELECT * FROM api.zone_comfort(:building, (:m0::date + make_interval(months => :m))"
-        "::date, (:m0::date + make_interval(months => :m_end))::date - 1);",
-    ),
+    "daily_zone_energy_month": (r"\set m random(0, :months - 1)", r"\set m_end :m + 1"),
+    "building_daily_totals_month": (r"\set m random(0, :months - 1)", r"\set m_end :m + 1"),
+    "zone_comfort_month": (r"\set m random(0, :months - 1)", r"\set m_end :m + 1"),
 }
 # p95 targets in ms (issue 5); the RLS overhead target applies to every function.
 TARGETS_MS = {
@@ -141,10 +125,7 @@ def read_latencies(log_files: Sequence[Path]) -> list[float]:
 
 
 def _data_range(conn: psycopg.Connection) -> _Range:
-    building = conn.execute(
-        "SELECT building_id, min(sensor_id), max(sensor_id) FROM sensors "
-        "GROUP BY building_id ORDER BY count(*) DESC LIMIT 1"
-    ).fetchone()
+    building = conn.execute(query("select_largest_building_sensors")).fetchone()
     days = conn.execute("SELECT min(day), max(day) FROM daily_sensor_stats").fetchone()
     if not building or not days or days[0] is None:
         raise ApiBenchError("no loaded month to measure: load some months first")
@@ -154,15 +135,19 @@ def _data_range(conn: psycopg.Connection) -> _Range:
 
 
 def _script(name: str) -> str:
-    sets, call = SCRIPTS[name]
     lines = [
-        *sets,
+        *SCRIPTS[name],
         "BEGIN;",
         "SELECT set_config('request.jwt.claims', :claims, true);",
-        call,
+        _call(name),
         "COMMIT;",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _call(name: str) -> str:
+    """The API call of a script, with pgbench's `:variable`s."""
+    return query(f"select_api_{name}").strip()
 
 
 def _pgbench(
@@ -335,7 +320,7 @@ def explain(url: str, function: str) -> str:
             "m": 0,
             "m_end": 1,
         }
-        call = re.sub(r"(?<!:):([a-z_0-9]+)", r"%(\1)s", SCRIPTS[function][1])
+        call = re.sub(r"(?<!:):([a-z_0-9]+)", r"%(\1)s", _call(function))
         conn.add_notice_handler(lambda diagnostic: notices.append(diagnostic.message_primary or ""))
         with access.acting_as(conn, user):
             conn.execute(call, values)

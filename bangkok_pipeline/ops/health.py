@@ -25,8 +25,8 @@ from bangkok_pipeline.db.connection import DatabaseUnavailable, connect, describ
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
 from bangkok_pipeline.warehouse import maintenance
-from bangkok_pipeline.warehouse.maintenance import parse_partition_name
 from bangkok_pipeline.warehouse.month_lock import held_months
+from bangkok_pipeline.warehouse.partitions import parse_partition_name
 
 MIN_SERVER_VERSION = 150000
 ENABLE_PG_STAT_STATEMENTS = (
@@ -216,6 +216,7 @@ def _migrations(conn: psycopg.Connection) -> Finding:
     head = migrations.head(on_disk)
     known = {m.version: m for m in on_disk}
     pending = [m.label for m in on_disk if m.version not in done]
+    pending += [r.label for r in migrations.due_repeatables(conn, done, migrations.repeatables())]
     unknown = [f"{v:04d}" for v in sorted(done) if v not in known]
     edited = [
         known[v].label
@@ -256,10 +257,7 @@ def classify_share(share: float, warn: float, critical: float) -> Status:
 
 
 def _connections(conn: psycopg.Connection, limits: Limits) -> Finding:
-    row = conn.execute(
-        "SELECT count(*) FILTER (WHERE backend_type = 'client backend'), "
-        "current_setting('max_connections')::int FROM pg_stat_activity"
-    ).fetchone()
+    row = conn.execute(query("select_connection_use")).fetchone()
     assert row is not None
     used, maximum = int(row[0]), int(row[1])
     share = used / maximum
@@ -298,10 +296,7 @@ def _database_size(conn: psycopg.Connection, limits: Limits) -> Finding:
 
 
 def _slow_statements(conn: psycopg.Connection, limits: Limits) -> Finding:
-    row = conn.execute(
-        "SELECT n.nspname FROM pg_extension AS e JOIN pg_namespace AS n "
-        "ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'"
-    ).fetchone()
+    row = conn.execute(query("select_pg_stat_statements_schema")).fetchone()
     if row is None:
         return Finding(
             "slow_statements",

@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.db.connection import describe
+from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.runtime.failures import (
     Link,
     exception_links,
@@ -244,12 +245,7 @@ def _run_month(request: _MonthRequest) -> MonthOutcome:
 
 def _summary(database_url: str, run_id: str) -> str:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT rows_loaded, rows_quarantined, rows_read, "
-            "extract(epoch FROM finished_at - started_at) FROM load_log "
-            "WHERE run_id = %s AND status = 'succeeded' ORDER BY load_id DESC LIMIT 1",
-            (run_id,),
-        ).fetchone()
+        row = conn.execute(query("select_load_summary"), {"run_id": run_id}).fetchone()
     if row is None:
         return "no load recorded"
     loaded, quarantined, lines, seconds = row

@@ -52,6 +52,7 @@ SIDE_TABLES = (
     "reading_gaps",
     "run_failures",
     "schema_migrations",
+    "schema_repeatables",
     "archived_months",
     "health_alerts",
     "month_locks",
@@ -150,10 +151,11 @@ def create_login(
     """
     password = secrets.token_urlsafe(24)
     conn.execute(
-        sql.SQL(
-            "CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
-            "IN ROLE {}"
-        ).format(sql.Identifier(name), sql.Literal(password), sql.Identifier(member_of))
+        sql.SQL(query("create_login_role")).format(
+            name=sql.Identifier(name),
+            password=sql.Literal(password),
+            member_of=sql.Identifier(member_of),
+        )
     )
     if act_as_member:
         conn.execute(

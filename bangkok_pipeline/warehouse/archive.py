@@ -17,7 +17,7 @@ at any point loses nothing:
 A crash before step 4 commits leaves the month in the database (and maybe a file, which the next
 archive run replaces). Restoring reads the manifest, checks the file's SHA-256, COPYs it into a
 fresh table, compares the database's figures with the manifest's, rebuilds missing aggregates
-with the load's own SQL, and attaches everything in that same transaction.
+with the load's own steps, and attaches everything in that same transaction (`partitions.py`).
 """
 
 import hashlib
@@ -46,10 +46,9 @@ from bangkok_pipeline.transform.fingerprint import (
     frame_fingerprints,
     mismatched_sensors,
 )
-from bangkok_pipeline.warehouse import maintenance, pgcopy
-from bangkok_pipeline.warehouse.load import DAILY, HOURLY, READINGS, TABLES, _Table
-from bangkok_pipeline.warehouse.maintenance import own_like_parent
+from bangkok_pipeline.warehouse import maintenance, partitions, pgcopy
 from bangkok_pipeline.warehouse.month_lock import MonthBusy, MonthLock, month_lock
+from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS, TABLES
 
 FORMAT = "bangkok_pipeline.readings-archive/1"
 COMPRESSION_LEVEL = 9  # zstd: ~4 % smaller than the default 3 for ~0.2 s more a month
@@ -319,22 +318,8 @@ def archive_month(
                 },
             )
             for dropped in (READINGS, HOURLY, DAILY) if drop_aggregates else (READINGS,):
-                _detach_and_drop(conn, dropped.parent, dropped.name(month))
+                partitions.detach_and_drop(conn, dropped, month)
     return ArchiveResult(key, rows, partition_bytes, file_bytes, parquet, drop_aggregates)
-
-
-def _detach_and_drop(conn: psycopg.Connection, parent: str, name: str) -> None:
-    attached = conn.execute(
-        "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s) AND inhparent = %s::regclass",
-        (f"partitions.{name}", parent),
-    ).fetchone()
-    if not attached:
-        return
-    table = sql.Identifier("partitions", name)
-    conn.execute(
-        sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(parent), table)
-    )
-    conn.execute(sql.SQL("DROP TABLE {}").format(table))
 
 
 def drop_archived_aggregates(conn: psycopg.Connection, month: date) -> bool:
@@ -348,7 +333,7 @@ def drop_archived_aggregates(conn: psycopg.Connection, month: date) -> bool:
     with _locked(conn, month), conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '10s'")
         for table in (HOURLY, DAILY):
-            _detach_and_drop(conn, table.parent, table.name(month))
+            partitions.detach_and_drop(conn, table, month)
         conn.execute(
             "UPDATE archived_months SET aggregates_dropped = true WHERE month = %s", (month,)
         )
@@ -402,12 +387,8 @@ def restore_month(conn: psycopg.Connection, month: date, directory: Path) -> Res
             lock.ensure_held()
             conn.execute("SET LOCAL lock_timeout = '10s'")
             for table in TABLES if rebuild else (READINGS,):
-                _attach_restored(conn, table, month, token)
-            conn.execute(
-                "UPDATE archived_months SET restored_at = now(), aggregates_dropped = false "
-                "WHERE month = %s",
-                (month,),
-            )
+                partitions.attach(conn, table, month, token)
+            conn.execute(query("update_archived_month_restored"), {"month": month})
     return RestoreResult(key, rows, rebuild)
 
 
@@ -421,33 +402,13 @@ def _build_restored(
 ) -> int:
     """Fill fresh unattached tables from the file (same transaction, so nothing is left on a
     crash) and refuse unless the database's figures equal the manifest's."""
-    names = {t.parent: f"{t.name(month)}_{token}" for t in TABLES}
-    readings = sql.Identifier("partitions", names[READINGS.parent])
+    readings = READINGS.identifier(month, token)
     for table in TABLES if rebuild_aggregates else (READINGS,):
-        low, high = table.bounds(month)
-        conn.execute(
-            sql.SQL(query("create_staging_table")).format(
-                table=sql.Identifier("partitions", names[table.parent]),
-                parent=sql.Identifier(table.parent),
-                check=sql.Identifier(f"{names[table.parent]}_month"),
-                column=sql.Identifier(table.column),
-                low=sql.Literal(low),
-                high=sql.Literal(high),
-            )
-        )
+        partitions.create_staging(conn, table, month, token)
     frame = pl.read_parquet(parquet)
-    copy_sql = sql.SQL("COPY {} (ts, sensor_id, value) FROM STDIN (FORMAT BINARY)").format(readings)
-    with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        for chunk in pgcopy.copy_stream(iter(frame.iter_slices(_ROW_GROUP))):
-            copy.write(chunk)
+    partitions.copy_readings(conn, readings, frame.iter_slices(_ROW_GROUP))
     del frame
-    conn.execute(
-        sql.SQL(query("index_readings")).format(
-            table=readings,
-            sensor_ts=sql.Identifier(f"{names[READINGS.parent]}_sensor_ts"),
-            ts=sql.Identifier(f"{names[READINGS.parent]}_ts"),
-        )
-    )
+    partitions.index_readings(conn, month, token)
     found = database_fingerprints(conn, readings)
     mismatched = mismatched_sensors(manifest.figures(), found)
     rows, _, checksum = _totals(found)
@@ -457,41 +418,9 @@ def _build_restored(
             f"{mismatched[:10]}; nothing restored"
         )
     if rebuild_aggregates:
-        hourly = sql.Identifier("partitions", names[HOURLY.parent])
-        conn.execute(sql.SQL(query("create_hourly_fingerprints")).format(readings=readings))
-        conn.execute(
-            sql.SQL(query("insert_hourly_stats")).format(
-                target=hourly, key=sql.Identifier(f"{names[HOURLY.parent]}_key")
-            )
-        )
-        conn.execute(
-            sql.SQL(query("insert_daily_stats")).format(
-                target=sql.Identifier("partitions", names[DAILY.parent]),
-                hourly=hourly,
-                key=sql.Identifier(f"{names[DAILY.parent]}_key"),
-            )
-        )
+        partitions.aggregate(conn, month, token)
     conn.execute(sql.SQL("ANALYZE {}").format(readings))
     return rows
-
-
-def _attach_restored(conn: psycopg.Connection, table: _Table, month: date, token: str) -> None:
-    """Replace an empty premade partition if there is one, then attach the restored table."""
-    canonical = table.name(month)
-    _detach_and_drop(conn, table.parent, canonical)
-    target = sql.Identifier("partitions", canonical)
-    conn.execute(
-        sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-            sql.Identifier("partitions", f"{canonical}_{token}"), sql.Identifier(canonical)
-        )
-    )
-    low, high = table.bounds(month)
-    conn.execute(
-        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-            sql.Identifier(table.parent), target, sql.Literal(low), sql.Literal(high)
-        )
-    )
-    own_like_parent(conn, table.parent, target)
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Load one month into PostgreSQL: build fresh tables, verify them, swap them in atomically.
 
-Readers never see a partial month: readings are COPYed into an unattached table (in the same
-transaction that creates it, so PostgreSQL can skip WAL for it), indexed, given the month's range
-CHECK and aggregated; the database's per-sensor fingerprints are checked against the validated
+Readers never see a partial month: readings are COPYed into an unattached staging table
+(`partitions.py`) created with the month's range CHECK in the same transaction, indexed and
+aggregated. (COPY into a table created in its own transaction skips WAL only at
+`wal_level=minimal`, the embedded server's setting; hosted servers run `replica` and write WAL for
+it as for any table.) The database's per-sensor fingerprints are checked against the validated
 frame's; only then one short transaction detaches and drops the old month and attaches the new
 one, for the readings and both aggregate tables, and replaces the month's rows of the side
 tables (quarantine, coverage, gaps, and each sensor's last reading for the query API).
@@ -23,11 +25,11 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from bangkok_pipeline.core.months import month_bounds, next_month
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.transform.fingerprint import Figures, as_figures, mismatched_sensors
-from bangkok_pipeline.warehouse import pgcopy
+from bangkok_pipeline.warehouse import partitions
 from bangkok_pipeline.warehouse.month_lock import month_lock
+from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS, TABLES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,27 +69,6 @@ class ShrinkGuard:
     allow: bool = False
 
 
-@dataclass(frozen=True)
-class _Table:
-    """One partitioned parent and how its month partitions are bounded."""
-
-    parent: str
-    column: str
-    daily: bool = False
-
-    def name(self, month: date) -> str:
-        return f"{self.parent}_y{month.year:04d}m{month.month:02d}"
-
-    def bounds(self, month: date) -> tuple[date | datetime, date | datetime]:
-        return (month, next_month(month)) if self.daily else month_bounds(month)
-
-
-READINGS = _Table("sensor_readings", "ts")
-HOURLY = _Table("hourly_sensor_stats", "bucket")
-DAILY = _Table("daily_sensor_stats", "day", daily=True)
-TABLES = (READINGS, HOURLY, DAILY)
-
-
 @dataclass
 class MonthLoadResult:
     month: date
@@ -95,10 +76,6 @@ class MonthLoadResult:
     sensors: int
     partition_bytes: int
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def partition_name(month: date) -> str:
-    return READINGS.name(month)
 
 
 @dataclass
@@ -159,16 +136,9 @@ class MonthLoader:
         self.timings[name] = round(time.perf_counter() - started, 3)
         return result
 
-    def _new(self, table: _Table) -> str:
-        return f"{table.name(self.month)}_{self.token}"
-
     def drop_debris(self) -> list[str]:
         """Drop this month's unattached tables left by loads that did not finish."""
-        prefixes = [f"{table.name(self.month)}_" for table in TABLES]
-        rows = self.conn.execute(query("select_month_debris"), {"prefixes": prefixes}).fetchall()
-        for (name,) in rows:
-            self.conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier("partitions", name)))
-        return [name for (name,) in rows]
+        return partitions.drop_debris(self.conn, self.month)
 
     def _start_log(self) -> int:
         row = self.conn.execute(
@@ -183,73 +153,21 @@ class MonthLoader:
         assert row is not None
         return int(row[0])
 
-    def _create(self, table: _Table) -> sql.Composed:
-        low, high = table.bounds(self.month)
-        return sql.SQL(query("create_staging_table")).format(
-            table=sql.Identifier("partitions", self._new(table)),
-            parent=sql.Identifier(table.parent),
-            check=sql.Identifier(f"{self._new(table)}_month"),
-            column=sql.Identifier(table.column),
-            low=sql.Literal(low),
-            high=sql.Literal(high),
-        )
-
-    def _own_like_parent(self, table: _Table) -> None:
-        """Give the new table its parent's owner (bangkok_loader once access control is
-        migrated): whichever login loads, any loader can later detach and drop the month."""
-        row = self.conn.execute(
-            "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
-            (table.parent,),
-        ).fetchone()
-        assert row is not None
-        self.conn.execute(
-            sql.SQL("ALTER TABLE {} OWNER TO {}").format(
-                sql.Identifier("partitions", self._new(table)), sql.Identifier(row[0])
-            )
-        )
-
     def _build(self) -> int:
         """Create, fill, index and aggregate the new month in one transaction."""
-        readings = sql.Identifier("partitions", self._new(READINGS))
-        hourly = sql.Identifier("partitions", self._new(HOURLY))
+        readings = READINGS.identifier(self.month, self.token)
         with self.conn.transaction():
             for table in TABLES:
-                self.conn.execute(self._create(table))
-                self._own_like_parent(table)
-            copy_sql = sql.SQL("COPY {} (ts, sensor_id, value) FROM STDIN (FORMAT BINARY)")
-            with self.conn.cursor() as cursor:
-                with cursor.copy(copy_sql.format(readings)) as copy:
-                    for chunk in pgcopy.copy_stream(self.batches()):
-                        copy.write(chunk)
-                rows = cursor.rowcount
-            self.conn.execute(
-                sql.SQL(query("index_readings")).format(
-                    table=readings,
-                    sensor_ts=sql.Identifier(f"{self._new(READINGS)}_sensor_ts"),
-                    ts=sql.Identifier(f"{self._new(READINGS)}_ts"),
-                )
-            )
-            self.conn.execute(
-                sql.SQL(query("create_hourly_fingerprints")).format(readings=readings)
-            )
-            self.conn.execute(
-                sql.SQL(query("insert_hourly_stats")).format(
-                    target=hourly, key=sql.Identifier(f"{self._new(HOURLY)}_key")
-                )
-            )
-            self.conn.execute(
-                sql.SQL(query("insert_daily_stats")).format(
-                    target=sql.Identifier("partitions", self._new(DAILY)),
-                    hourly=hourly,
-                    key=sql.Identifier(f"{self._new(DAILY)}_key"),
-                )
-            )
+                partitions.create_staging(self.conn, table, self.month, self.token)
+            rows = partitions.copy_readings(self.conn, readings, self.batches())
+            partitions.index_readings(self.conn, self.month, self.token)
+            partitions.aggregate(self.conn, self.month, self.token)
             found = self.conn.execute(query("select_hourly_fingerprints")).fetchall()
             self._database_figures = {s: (int(n), t, int(h)) for s, n, t, h in found}
             self.conn.execute(sql.SQL("ANALYZE {}").format(readings))
             self._latest = self.conn.execute(
                 sql.SQL(query("select_month_latest_readings")).format(
-                    readings=readings, hourly=hourly
+                    readings=readings, hourly=HOURLY.identifier(self.month, self.token)
                 )
             ).fetchall()
         return rows
@@ -295,7 +213,7 @@ class MonthLoader:
         low, high = DAILY.bounds(self.month)
         rows = self.conn.execute(
             sql.SQL(query("select_floor_shrink")).format(
-                new_daily=sql.Identifier("partitions", self._new(DAILY))
+                new_daily=DAILY.identifier(self.month, self.token)
             ),
             {"low": low, "high": high},
         ).fetchall()
@@ -318,7 +236,7 @@ class MonthLoader:
                 with self.conn.transaction():
                     self.conn.execute("SET LOCAL lock_timeout = '5s'")
                     for table in TABLES:
-                        self._swap_table(table)
+                        partitions.attach(self.conn, table, self.month, self.token)
                     self._replace_month_rows(
                         "quarantine",
                         self.quarantine.with_columns(run_id=pl.lit(self.run_id)),
@@ -333,30 +251,6 @@ class MonthLoader:
                 if attempt == _SWAP_ATTEMPTS:
                     raise
                 time.sleep(attempt)
-
-    def _swap_table(self, table: _Table) -> None:
-        canonical = table.name(self.month)
-        parent = sql.Identifier(table.parent)
-        current = sql.Identifier("partitions", canonical)
-        attached = self.conn.execute(
-            "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s) "
-            "AND inhparent = %s::regclass",
-            (f"partitions.{canonical}", table.parent),
-        ).fetchone()
-        if attached:
-            self.conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent, current))
-            self.conn.execute(sql.SQL("DROP TABLE {}").format(current))
-        low, high = table.bounds(self.month)
-        self.conn.execute(
-            sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-                sql.Identifier("partitions", self._new(table)), sql.Identifier(canonical)
-            )
-        )
-        self.conn.execute(
-            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                parent, current, sql.Literal(low), sql.Literal(high)
-            )
-        )
 
     def _replace_month_rows(self, table: str, rows: pl.DataFrame, columns: tuple[str, ...]) -> None:
         """Replace the month's rows of a per-month side table (inside the swap transaction)."""

@@ -12,30 +12,22 @@ newest successfully loaded month, not on the clock, so a historical dataset does
 partitions for years it has no data for; before the first load there is nothing to anchor on.
 """
 
-import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import date
 
 import psycopg
-from psycopg import sql
 
 from bangkok_pipeline.core.months import month_key, next_month
 from bangkok_pipeline.db.queries import query
-from bangkok_pipeline.warehouse.load import READINGS, TABLES, _Table
+from bangkok_pipeline.warehouse import partitions
 from bangkok_pipeline.warehouse.month_lock import MonthBusy, month_lock
-
-_NAME = re.compile(
-    r"^(?P<parent>sensor_readings|hourly_sensor_stats|daily_sensor_stats)"
-    r"_y(?P<year>\d{4})m(?P<month>\d{2})(?:_(?P<suffix>\w+))?$"
+from bangkok_pipeline.warehouse.partitions import (
+    READINGS,
+    TABLES,
+    PartitionedTable,
+    parse_partition_name,
 )
-
-
-def parse_partition_name(name: str) -> tuple[str, date, str | None] | None:
-    """`sensor_readings_y2018m07[_token]` -> (parent, month, token); None for other names."""
-    match = _NAME.match(name)
-    if not match or not 1 <= int(match["month"]) <= 12:
-        return None
-    return match["parent"], date(int(match["year"]), int(match["month"]), 1), match["suffix"]
 
 
 @dataclass(frozen=True)
@@ -166,40 +158,12 @@ def premake(conn: psycopg.Connection, ahead: int) -> PremakeReport:
     return report
 
 
-def create_empty_partition(conn: psycopg.Connection, table: _Table, month: date) -> str:
-    """Create and attach one empty month partition, owned like its parent (call in a transaction
-    holding the month lock). The table gets the month's CHECK first, so ATTACH needs no scan and
-    takes only a SHARE UPDATE EXCLUSIVE lock on the parent: readers are not blocked."""
-    name = table.name(month)
-    target = sql.Identifier("partitions", name)
-    low, high = table.bounds(month)
-    conn.execute(
-        sql.SQL(query("create_staging_table")).format(
-            table=target,
-            parent=sql.Identifier(table.parent),
-            check=sql.Identifier(f"{name}_month"),
-            column=sql.Identifier(table.column),
-            low=sql.Literal(low),
-            high=sql.Literal(high),
-        )
-    )
-    conn.execute(
-        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-            sql.Identifier(table.parent), target, sql.Literal(low), sql.Literal(high)
-        )
-    )
-    own_like_parent(conn, table.parent, target)
-    return f"partitions.{name}"
-
-
-def own_like_parent(conn: psycopg.Connection, parent: str, target: sql.Identifier) -> None:
-    """Give a new partition its parent's owner: where loads run as a non-superuser owner role
-    (issue 5's bangkok_loader), only the owner may detach and drop it later."""
-    row = conn.execute(
-        "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass", (parent,)
-    ).fetchone()
-    current = conn.execute("SELECT current_user").fetchone()
-    if row and current and row[0] != current[0]:
-        conn.execute(
-            sql.SQL("ALTER TABLE {} OWNER TO {}").format(target, sql.Identifier(str(row[0])))
-        )
+def create_empty_partition(conn: psycopg.Connection, table: PartitionedTable, month: date) -> str:
+    """Create and attach one empty month partition (call in a transaction holding the month
+    lock): a staging table with the month's CHECK, owned like its parent, attached, so ATTACH
+    needs no scan and takes only a SHARE UPDATE EXCLUSIVE lock on the parent: readers are not
+    blocked. An existing partition of the month is never replaced: that fails instead."""
+    token = f"p{uuid.uuid4().hex[:8]}"
+    partitions.create_staging(conn, table, month, token)
+    partitions.attach(conn, table, month, token, replace=False)
+    return f"{partitions.SCHEMA}.{table.name(month)}"

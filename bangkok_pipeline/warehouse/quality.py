@@ -8,7 +8,7 @@ from psycopg import sql
 
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.transform.fingerprint import database_fingerprints, mismatched_sensors
-from bangkok_pipeline.warehouse.load import DAILY, HOURLY, READINGS
+from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS
 
 
 def _partition(table_name: str) -> sql.Identifier:

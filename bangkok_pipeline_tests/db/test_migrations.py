@@ -1,4 +1,5 @@
-"""Versioned migrations: up, down to base, up again with data, races, edits and bad targets."""
+"""Versioned migrations: up, down to base, up again with data, races, edits and bad targets;
+repeatable functions: applied when their dependencies exist, re-applied when changed."""
 
 import shutil
 import threading
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from bangkok_pipeline.core.settings import sql_dir
@@ -24,10 +26,15 @@ def _tables(conn: psycopg.Connection) -> set[str]:
     return {name for (name,) in rows}
 
 
+def _everything() -> list[str]:
+    """What `migrate` applies to an empty database: every migration, then every repeatable."""
+    return [m.label for m in migrations.available()] + [r.label for r in migrations.repeatables()]
+
+
 def test_migrate_downgrade_to_base_and_migrate_again(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         applied = migrations.migrate(conn)
-        assert applied == [m.label for m in migrations.available()]
+        assert applied == _everything()
         assert migrations.current_version(conn) == migrations.head()
         assert {"sensors", "sensor_readings", "quarantine", "load_log"} <= _tables(conn)
         conn.execute("INSERT INTO floors VALUES (1, 1)")
@@ -38,7 +45,7 @@ def test_migrate_downgrade_to_base_and_migrate_again(database_url: str) -> None:
         assert migrations.current_version(conn) == 0
         assert _tables(conn) == set()
 
-        migrations.migrate(conn)
+        assert migrations.migrate(conn) == _everything()
         assert migrations.current_version(conn) == migrations.head()
         assert conn.execute("SELECT count(*) FROM floors").fetchone() == (0,)
 
@@ -97,7 +104,7 @@ def test_two_migrators_at_once_apply_each_step_once(database_url: str) -> None:
     for thread in threads:
         thread.join()
     assert not errors
-    assert sorted(len(r) for r in results) == [0, len(migrations.available())]
+    assert sorted(len(r) for r in results) == [0, len(_everything())]
 
 
 @pytest.mark.timeout(120)
@@ -116,10 +123,169 @@ def test_an_api_login_holding_the_old_migrator_key_blocks_no_migration(
         try:
             with psycopg.connect(tenant.url(database_url), autocommit=True) as api:
                 api.execute("SELECT pg_advisory_lock(%s)", (0x62616E676B6F6B,))
-                assert migrations.migrate(conn) == [m.label for m in migrations.available()]
-                assert migrations.downgrade(conn) == [migrations.available()[-1].label]
-                assert migrations.migrate(conn) == [migrations.available()[-1].label]
+                assert migrations.migrate(conn) == _everything()
+                last = migrations.available()[-1].label
+                assert migrations.downgrade(conn) == [last]
+                assert migrations.migrate(conn)[0] == last
                 with pytest.raises(psycopg.errors.InsufficientPrivilege), api.transaction():
                     api.execute("LOCK TABLE schema_migrations IN SHARE UPDATE EXCLUSIVE MODE")
         finally:
             access.drop_login(conn, name)
+
+
+_API_FUNCTIONS = """
+SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), p.proowner::regrole::text,
+       p.proacl::text
+FROM pg_proc AS p WHERE p.pronamespace = to_regnamespace('api') ORDER BY 1
+"""
+
+
+def _api_functions(conn: psycopg.Connection) -> list[tuple[str, str, str, str]]:
+    return conn.execute(_API_FUNCTIONS).fetchall()
+
+
+def _labels_to(version: int) -> list[str]:
+    return [m.label for m in migrations.available() if m.version <= version]
+
+
+def test_repeatables_wait_for_their_dependencies_and_equal_0004s_definitions(
+    database_url: str,
+) -> None:
+    found = migrations.repeatables()
+    assert {r.name for r in found} >= {
+        "api.latest_readings",
+        "api.sensor_series",
+        "api.daily_zone_energy",
+        "api.building_daily_totals",
+        "api.zone_comfort",
+    }
+    assert {r.requires for r in found} == {4}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # Older than what they depend on: the api schema does not exist, nothing of them runs.
+        assert migrations.migrate(conn, 3) == _labels_to(3)
+        assert _api_functions(conn) == []
+        # 0004 made the functions, but there is no record of repeatables yet (0007): still none.
+        assert migrations.migrate(conn, 6) == _labels_to(6)[3:]
+        assert migrations.applied_repeatables(conn) is None
+        from_0004 = _api_functions(conn)
+        assert {name.split("(")[0] for name, *_ in from_0004} == {r.name for r in found}
+
+        assert migrations.migrate(conn) == [m.label for m in migrations.available()][6:] + [
+            r.label for r in found
+        ]
+        assert _api_functions(conn) == from_0004  # definition, owner and privileges
+        assert migrations.applied_repeatables(conn) == {r.name: r.checksum for r in found}
+        assert migrations.migrate(conn) == []
+
+        # Down below 0007 forgets them, below 0004 drops them with the schema; up applies again.
+        assert migrations.downgrade(conn, 3)[-1] == "0004_multi_tenant"
+        assert migrations.applied_repeatables(conn) is None
+        assert _api_functions(conn) == []
+        assert migrations.migrate(conn) == _labels_to(99)[3:] + [r.label for r in found]
+        assert [row[:2] for row in _api_functions(conn)] == [row[:2] for row in from_0004]
+
+
+def test_a_repeatable_waits_for_the_migration_it_requires(
+    database_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "sql"
+    shutil.copytree(sql_dir() / "migrations", folder / "migrations")
+    shutil.copytree(sql_dir() / "functions", folder / "functions")
+    (folder / "migrations" / "9001_things.up.sql").write_text("CREATE TABLE things (n int);\n")
+    (folder / "migrations" / "9001_things.down.sql").write_text("DROP TABLE things;\n")
+    (folder / "functions" / "public.count_things.sql").write_text(
+        "-- requires: 9001_things\n"
+        "CREATE OR REPLACE FUNCTION public.count_things() RETURNS bigint\n"
+        "LANGUAGE sql AS $$ SELECT count(*) FROM public.things $$;\n"
+    )
+    head = migrations.head()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        steps = migrations.migrate(conn, head, directory=folder)
+        assert "public.count_things (repeatable)" not in steps
+        assert "api.latest_readings (repeatable)" in steps
+        assert conn.execute("SELECT to_regproc('public.count_things')").fetchone() == (None,)
+        assert migrations.migrate(conn, directory=folder) == [
+            "9001_things",
+            "public.count_things (repeatable)",
+        ]
+        assert conn.execute("SELECT public.count_things()").fetchone() == (0,)
+
+
+def test_bad_repeatables_are_refused_before_anything_runs(
+    database_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "sql"
+    shutil.copytree(sql_dir() / "migrations", folder / "migrations")
+    (folder / "functions").mkdir()
+    bad = folder / "functions" / "api.nothing_required.sql"
+    bad.write_text("CREATE OR REPLACE FUNCTION api.f() RETURNS int LANGUAGE sql AS $$ 1 $$;\n")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        with pytest.raises(migrations.MigrationError, match="expected a line like"):
+            migrations.migrate(conn, directory=folder)
+        bad.write_text("-- requires: 0999_missing\n" + bad.read_text())
+        with pytest.raises(migrations.MigrationError, match="requires migration 0999"):
+            migrations.migrate(conn, directory=folder)
+        bad.rename(folder / "functions" / "no_schema.sql")
+        with pytest.raises(migrations.MigrationError, match="expected a name like"):
+            migrations.migrate(conn, directory=folder)
+        assert migrations.current_version(conn) == 0
+
+
+def test_a_changed_repeatable_is_reapplied_by_a_non_superuser_migrator_keeping_privileges(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Only the edited file runs again, and is recorded; the function keeps 0004's owner and
+    privileges although a login that is merely a member of bangkok_owner replaced it."""
+    folder = tmp_path / "sql"
+    shutil.copytree(sql_dir() / "migrations", folder / "migrations")
+    shutil.copytree(sql_dir() / "functions", folder / "functions")
+    name = f"t_migrator_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrations.migrate(conn, directory=folder)
+        before = _api_functions(conn)
+        recorded: dict[str, object] = dict(
+            conn.execute("SELECT name, applied_at FROM schema_repeatables").fetchall()
+        )
+        edited = folder / "functions" / "api.latest_readings.sql"
+        text = edited.read_text()
+        assert text.count("ORDER BY s.sensor_id;") == 1
+        edited.write_text(text.replace("ORDER BY s.sensor_id;", "ORDER BY s.sensor_id;  -- v2"))
+
+        migrator = access.create_login(conn, name, access.OWNER_ROLE)
+        conn.execute(
+            sql.SQL("GRANT UPDATE ON schema_migrations TO {}").format(sql.Identifier(name))
+        )  # to take the lock
+        try:
+            with psycopg.connect(migrator.url(database_url), autocommit=True) as own:
+                assert own.execute(
+                    "SELECT current_user, usesuper FROM pg_user WHERE usename = current_user"
+                ).fetchone() == (name, False)
+                assert migrations.migrate(own, directory=folder) == [
+                    "api.latest_readings (repeatable)"
+                ]
+                assert migrations.migrate(own, directory=folder) == []
+        finally:
+            conn.execute(
+                sql.SQL("REVOKE ALL ON schema_migrations FROM {}").format(sql.Identifier(name))
+            )
+            access.drop_login(conn, name)
+
+        after = _api_functions(conn)
+        changed = [a for a, b in zip(after, before, strict=True) if a != b]
+        assert [row[0] for row in changed] == ["api.latest_readings(integer)"]
+        assert "-- v2" in changed[0][1]
+        assert [row[2:] for row in after] == [row[2:] for row in before]  # owner, ACL
+        assert after[0][2] == access.OWNER_ROLE
+        rows = conn.execute(
+            "SELECT has_function_privilege(%s, 'api.latest_readings(integer)', 'EXECUTE'), "
+            "has_function_privilege('public', 'api.latest_readings(integer)', 'EXECUTE')",
+            (access.API_ROLE,),
+        ).fetchone()
+        assert rows == (True, False)
+        now: dict[str, object] = dict(
+            conn.execute("SELECT name, applied_at FROM schema_repeatables").fetchall()
+        )
+        assert [n for n in now if now[n] != recorded[n]] == ["api.latest_readings"]
+        assert migrations.applied_repeatables(conn) == {
+            r.name: r.checksum for r in migrations.repeatables(folder)
+        }

@@ -192,6 +192,18 @@ def test_migrations_behind_or_ahead_are_critical(database: Database) -> None:
             assert "pending" in behind.message and "db migrate" in behind.message
         finally:
             migrations.migrate(conn)
+    # A repeatable function changed on disk since it was applied: pending too.
+    database.execute(
+        "UPDATE schema_repeatables SET checksum = repeat('0', 64) WHERE name = 'api.zone_comfort'"
+    )
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        try:
+            stale = database.health()["migrations"]
+            assert stale.status is Status.CRITICAL
+            assert "api.zone_comfort (repeatable) pending" in stale.message
+        finally:
+            assert migrations.migrate(conn) == ["api.zone_comfort (repeatable)"]
+    assert database.health()["migrations"].status is Status.OK
 
 
 def test_health_json_exits_2_only_when_something_is_critical(

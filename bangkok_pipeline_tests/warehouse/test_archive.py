@@ -22,9 +22,9 @@ from bangkok_pipeline.cli.main import run
 from bangkok_pipeline.core.months import month_bounds
 from bangkok_pipeline.warehouse import archive
 from bangkok_pipeline.warehouse.archive import ArchiveError
-from bangkok_pipeline.warehouse.load import READINGS
 from bangkok_pipeline.warehouse.maintenance import create_empty_partition
 from bangkok_pipeline.warehouse.month_lock import held_months, month_lock
+from bangkok_pipeline.warehouse.partitions import READINGS
 from bangkok_pipeline_tests.conftest import load_directly, new_database
 
 pytestmark = pytest.mark.integration

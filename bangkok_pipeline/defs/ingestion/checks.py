@@ -7,7 +7,7 @@ from bangkok_pipeline.defs.ingestion.assets import HOURLY, READINGS
 from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
 from bangkok_pipeline.defs.resources import PostgresResource
 from bangkok_pipeline.warehouse import access, quality
-from bangkok_pipeline.warehouse.load import TABLES
+from bangkok_pipeline.warehouse.partitions import TABLES
 
 _COMPLETENESS_WARNING = 0.9
 

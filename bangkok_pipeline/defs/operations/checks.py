@@ -15,7 +15,7 @@ from bangkok_pipeline.ops import health
 
 _DESCRIPTIONS = {
     "database": "Reachable, and PostgreSQL 15 or newer.",
-    "migrations": "Every migration on disk applied, none unknown or edited.",
+    "migrations": "Every migration on disk applied, none unknown or edited; repeatables current.",
     "connections": "Connections in use under 80 % of max_connections (critical from 95 %).",
     "database_size": "Database size under 80 % of BANGKOK_DB_BUDGET (critical over it).",
     "slow_statements": "No statement over BANGKOK_SLOW_STATEMENT_MS mean (pg_stat_statements).",

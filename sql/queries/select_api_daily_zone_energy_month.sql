@@ -1,0 +1,5 @@
+SELECT * FROM api.daily_zone_energy(
+    :building,
+    (:m0::date + make_interval(months => :m))::date,
+    (:m0::date + make_interval(months => :m_end))::date - 1
+);

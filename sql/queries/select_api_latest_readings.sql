@@ -1,0 +1,1 @@
+SELECT * FROM api.latest_readings(:building);
