@@ -77,13 +77,12 @@ def bangkok_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Generated 2019-02 and 2019-03 of all seven floors, cut to each month's first two days
     (~0.6 M readings a month): months small enough for the operations tests to load quickly."""
-    from datetime import date
-
+    from bangkok_pipeline.core.months import Month
     from bangkok_pipeline.devtools.generator import generate
     from bangkok_pipeline.devtools.sample import keep_first_days
 
     out = tmp_path_factory.mktemp("tiny-source")
-    generate(out, [date(2019, 2, 1), date(2019, 3, 1)], seed=11)
+    generate(out, [Month(2019, 2), Month(2019, 3)], seed=11)
     (out / "manifest.json").unlink()
     for path in sorted(out.glob("*Floor*.csv")):
         keep_first_days(path, 2)

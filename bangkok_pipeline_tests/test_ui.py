@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -25,6 +24,7 @@ from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.definitions import defs
 from bangkok_pipeline.devtools.generator import generate
 
@@ -172,7 +172,7 @@ def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended
     }
     for name in ("DATABASE_URL", "DAGSTER_HOME", "BANGKOK_DAGSTER_PG_URL"):
         env[name] = ""
-    generate(source, [date(2019, 2, 1)], seed=5)
+    generate(source, [Month(2019, 2)], seed=5)
     floor3 = source / "2019Floor3.csv"
     data = floor3.read_bytes()
     cut = data.index(b"\n2019-02-28 ") + 1

@@ -6,12 +6,11 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from datetime import date
 from pathlib import Path
 
 from bangkok_pipeline.cli import operations as cli_operations
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.core.months import MonthSpecError, month_key, parse_months
+from bangkok_pipeline.core.months import Month, MonthSpecError, parse_months
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import (
     DatabaseUnavailable,
@@ -100,7 +99,7 @@ def _source(option: str | None) -> Path:
     return Path(option).expanduser().resolve() if option else settings.source_dir()
 
 
-def _months_with_data(source: Path) -> list[date]:
+def _months_with_data(source: Path) -> list[Month]:
     """The partitions for which the source files hold lines; months beyond them are reported."""
     digests = scan_directory(source, DirectoryState(), settings.max_source_bytes()).state
     found = sorted(digests.month_digests())
@@ -170,7 +169,7 @@ def _load_months(args: argparse.Namespace) -> int:
             print(outcome.detail.rstrip(), file=sys.stderr, flush=True)
 
     print(f"loading {len(months)} month(s) from {source} into {describe(url)}", flush=True)
-    keys = [month_key(m) for m in months]
+    keys = [str(m) for m in months]
     outcomes = materialize_months(
         keys, url, source, storage, report, verbose=args.verbose, allow_shrink=args.allow_shrink
     )
@@ -255,7 +254,7 @@ def _bench(args: argparse.Namespace) -> int:
         if args.source
         else (settings.bangkok_home() / "bench-source")
     )
-    keys = [month_key(m) for m in months]
+    keys = [str(m) for m in months]
     manifest = source / "manifest.json"
     if not args.source and (
         not manifest.exists() or sorted(json.loads(manifest.read_text())["months"]) != keys

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.core.months import parse_month
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import connect, describe, resolve_url
 from bangkok_pipeline.devtools import sample
@@ -49,7 +49,7 @@ def sample_source(*conflicting: str | None) -> Path:
     if not sample.has_sample(directory):
         print(
             f"generating the sample week ({sample.SAMPLE_DAYS} days of "
-            f"{sample.SAMPLE_MONTH:%Y-%m}, all floors, with defects) into {directory}",
+            f"{sample.SAMPLE_MONTH}, all floors, with defects) into {directory}",
             flush=True,
         )
         sample.write_sample(directory)
@@ -112,7 +112,7 @@ def _archive_run(args: argparse.Namespace) -> int:
 def _archive_month(args: argparse.Namespace) -> int:
     with _migrated(resolve_url()) as conn:
         result = archive.archive_month(
-            conn, parse_month(args.month), _archive_dir(args), args.drop_aggregates
+            conn, Month.parse(args.month), _archive_dir(args), args.drop_aggregates
         )
     print(result.summary())
     return 0
@@ -120,7 +120,7 @@ def _archive_month(args: argparse.Namespace) -> int:
 
 def _archive_restore(args: argparse.Namespace) -> int:
     with _migrated(resolve_url()) as conn:
-        result = archive.restore_month(conn, parse_month(args.month), _archive_dir(args))
+        result = archive.restore_month(conn, Month.parse(args.month), _archive_dir(args))
     print(result.summary())
     return 0
 

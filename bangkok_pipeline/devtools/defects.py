@@ -7,10 +7,10 @@ hold the loader to that promise exactly. Plans are keyed by (seed, year) for fil
 """
 
 from dataclasses import asdict, dataclass
-from datetime import date
 
 import numpy as np
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.devtools.signals import DECIMALS, FILES, PLAN, stream
 from bangkok_pipeline.source.layout import FLOORS, parse_column
 from bangkok_pipeline.transform.validation import PLAUSIBLE_RANGES
@@ -86,9 +86,9 @@ def plan_files(seed: int, year: int) -> dict[int, str]:
     return {int(floor): kind for floor, kind in zip(floors, FILE_KINDS, strict=False)}
 
 
-def plan_lines(seed: int, month: date) -> dict[int, dict[str, int]]:
+def plan_lines(seed: int, month: Month) -> dict[int, dict[str, int]]:
     """How many of each line-level kind every floor's chunk of `month` gets (1-3 floors a kind)."""
-    rng = stream(seed, month.year, month.month, 0, PLAN)
+    rng = stream(seed, month.year, month.number, 0, PLAN)
     plan: dict[int, dict[str, int]] = {floor: {} for floor in FLOORS}
     for kind in LINE_KINDS:
         floors = rng.choice(list(FLOORS), size=int(rng.integers(1, 4)), replace=False)

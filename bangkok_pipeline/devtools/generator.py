@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from tqdm import tqdm
 
-from bangkok_pipeline.core.months import minutes_in_month, month_key, next_month, parse_month
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import DATA_FIRST_MONTH
 from bangkok_pipeline.devtools import defects as dfx
 from bangkok_pipeline.devtools.signals import (
@@ -70,8 +70,8 @@ class _FileSpec:
     order: list[str]  # channel columns as written, extras last
     new_column: str | None
     unknown_column: str | None
-    new_from: dict[datetime.date, int]  # first minute of each month with new-column values
-    last_month: datetime.date
+    new_from: dict[Month, int]  # first minute of each month with new-column values
+    last_month: Month
 
     @property
     def name(self) -> str:
@@ -94,7 +94,7 @@ class _Written:
 
 def generate(
     out: Path,
-    months: list[datetime.date],
+    months: list[Month],
     seed: int = 42,
     defects: bool = False,
     progress: bool = False,
@@ -119,7 +119,7 @@ def generate(
     manifest: dict = {
         "seed": seed,
         "with_defects": defects,
-        "months": [month_key(m) for m in chosen],
+        "months": [str(m) for m in chosen],
         "files": {},
         "defects": [],
         "totals": {},
@@ -142,12 +142,12 @@ def generate(
     return manifest
 
 
-def _months(months: list[datetime.date]) -> list[datetime.date]:
-    chosen = sorted({datetime.date(m.year, m.month, 1) for m in months})
+def _months(months: list[Month]) -> list[Month]:
+    chosen = sorted(set(months))
     if not chosen:
         raise GeneratorError("no months to generate")
-    low = parse_month(DATA_FIRST_MONTH)
-    outside = [month_key(m) for m in chosen if m < low]
+    low = Month.parse(DATA_FIRST_MONTH)
+    outside = [str(m) for m in chosen if m < low]
     if outside:
         raise GeneratorError(f"{', '.join(outside)} before the data (from {DATA_FIRST_MONTH})")
     return chosen
@@ -172,11 +172,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(part, path)
 
 
-def _file_specs(
-    year: int, months: list[datetime.date], seed: int, defects: bool
-) -> dict[int, _FileSpec]:
+def _file_specs(year: int, months: list[Month], seed: int, defects: bool) -> dict[int, _FileSpec]:
     kinds = dfx.plan_files(seed, year) if defects else {}
-    sizes = [minutes_in_month(m) for m in months]
+    sizes = [m.minutes for m in months]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     cutoff = sum(sizes) // 3  # a new sensor appears a third of the way into the file
     new_from = {
@@ -226,7 +224,7 @@ class _Writer:
 def _write_year(
     out: Path,
     year: int,
-    months: list[datetime.date],
+    months: list[Month],
     seed: int,
     defects: bool,
     manifest: dict,
@@ -260,7 +258,7 @@ def _write_year(
                 writer = writers[floor]
                 chunk = _month_chunk(spec, cal, wx, seed, plan.get(floor, {}), writer.lines + 1)
                 writer.write(chunk.body, chunk.lines)
-                manifest["files"][spec.name]["months"][month_key(month)] = chunk.stats
+                manifest["files"][spec.name]["months"][str(month)] = chunk.stats
                 manifest["defects"] += [d.as_dict() for d in chunk.defects]
                 bar.update()
         for floor, writer in writers.items():
@@ -358,7 +356,7 @@ def _month_chunk(
     model = FloorModel(seed, floor, cal, wx)
     units = _units(floor, spec.layout)
     raw = model.channels(spec.layout)
-    gaps = stream(seed, month.year, month.month, floor, GAPS)
+    gaps = stream(seed, month.year, month.number, floor, GAPS)
     present = _missing_minutes(minutes, gaps)
     empty = _dropouts(minutes, len(spec.layout), gaps)
     empty |= _sensor_outages(floor, spec.layout, minutes, gaps)
@@ -367,7 +365,7 @@ def _month_chunk(
         columns[column] = np.where(empty[:, i], np.nan, _round(raw[:, i], units[column]))
     readable = list(spec.layout)
 
-    extra = stream(seed, month.year, month.month, floor, EXTRA)
+    extra = stream(seed, month.year, month.number, floor, EXTRA)
     if spec.new_column:
         channel = parse_column(floor, spec.new_column)
         assert channel is not None
@@ -384,7 +382,7 @@ def _month_chunk(
 
     rows = int(present.sum())
     filled = sum(int(np.count_nonzero(~np.isnan(columns[c][present]))) for c in readable)
-    stamps = np.datetime64(month, "m") + np.flatnonzero(present)
+    stamps = np.datetime64(month.first_day, "m") + np.flatnonzero(present)
     frame = pl.DataFrame(
         [pl.Series(DATE_COLUMN, stamps.astype("datetime64[us]"))]
         + [pl.Series(c, columns[c][present], nan_to_null=True) for c in spec.order]
@@ -393,15 +391,15 @@ def _month_chunk(
     frame.write_csv(buffer, include_header=False, datetime_format=TIMESTAMP_FORMAT)
     injected: list[dfx.Defect]
     body, lines, injected = buffer.getvalue(), rows, []
-    key = month_key(month)
-    rng = stream(seed, month.year, month.month, floor, DEFECTS)
+    key = str(month)
+    rng = stream(seed, month.year, month.number, floor, DEFECTS)
     if counts:
         header = spec.header
         targets = {i: units[c] for i, c in enumerate(header) if c in spec.layout}
         chunk = dfx.Chunk(spec.name, key, first_line, header, targets)
         body, lines, injected = dfx.inject(body, counts, chunk, rng)
     if spec.kind == "truncated_last_line" and month == spec.last_month:
-        body, cut = _append_truncated(body, next_month(month), rng)
+        body, cut = _append_truncated(body, month.next(), rng)
         lines += 1
         injected.append(
             dfx.Defect(
@@ -429,7 +427,7 @@ def _month_chunk(
 
 
 def _append_truncated(
-    body: bytes, following: datetime.date, rng: np.random.Generator
+    body: bytes, following: Month, rng: np.random.Generator
 ) -> tuple[bytes, bytes]:
     """End the file with the next minute's row half-written, as if the logger were mid-write.
 
@@ -437,7 +435,7 @@ def _append_truncated(
     on a line the loader must set aside.
     """
     last = body[body.rindex(b"\n", 0, len(body) - 1) + 1 : -1]
-    stamp = datetime.datetime(following.year, following.month, 1).strftime(TIMESTAMP_FORMAT)
+    stamp = datetime.datetime(following.year, following.number, 1).strftime(TIMESTAMP_FORMAT)
     cut = dfx.truncate(stamp.encode() + last[last.index(b",") :], rng)
     return body + cut, cut
 

@@ -8,14 +8,13 @@ a few seconds, yet still has every floor, zone and channel, gaps, and defects to
 import os
 import shutil
 import tempfile
-from datetime import date
 from pathlib import Path
 
-from bangkok_pipeline.core.months import month_key, next_month
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.source.layout import parse_file_name
 
-SAMPLE_MONTH = date(2018, 7, 1)
+SAMPLE_MONTH = Month(2018, 7)
 SAMPLE_DAYS = 7
 
 
@@ -26,11 +25,11 @@ def keep_first_days(path: Path, days: int) -> None:
         raise ValueError(f"{path.name} is not a CU-BEMS file name")
     data = path.read_bytes()
     for number in range(1, 13):
-        month = date(source.year, number, 1)
-        cut = data.find(f"\n{month_key(month)}-{days + 1:02d} ".encode())
+        month = Month(source.year, number)
+        cut = data.find(f"\n{month}-{days + 1:02d} ".encode())
         if cut == -1:
             continue
-        resume = data.find(f"\n{month_key(next_month(month))}-".encode(), cut)
+        resume = data.find(f"\n{month.next()}-".encode(), cut)
         data = data[: cut + 1] + (data[resume + 1 :] if resume != -1 else b"")
     part = path.with_name(f".{path.name}.part")
     part.write_bytes(data)

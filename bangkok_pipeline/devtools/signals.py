@@ -11,7 +11,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from bangkok_pipeline.core.months import minutes_in_month
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.source.layout import parse_column
 
 # Stream tags: one random stream per purpose, so changing one never shifts another.
@@ -81,7 +81,7 @@ def _smooth(x: np.ndarray, tau: float) -> np.ndarray:
 class Calendar:
     """Per-minute time features of one month in Bangkok local time, shared by all floors."""
 
-    month: date
+    month: Month
     minutes: int
     day: np.ndarray  # day of month - 1, per minute
     hour: np.ndarray  # fractional hour of day, per minute
@@ -92,10 +92,10 @@ class Calendar:
         return self.minutes // MINUTES_PER_DAY
 
 
-def calendar(month: date) -> Calendar:
-    minutes = minutes_in_month(month)
+def calendar(month: Month) -> Calendar:
+    minutes = month.minutes
     t = np.arange(minutes)
-    days = [month + timedelta(days=d) for d in range(minutes // MINUTES_PER_DAY)]
+    days = [month.first_day + timedelta(days=d) for d in range(minutes // MINUTES_PER_DAY)]
     day_type = np.array(
         [
             REST_DAY
@@ -121,9 +121,9 @@ class Weather:
 
 def weather(seed: int, cal: Calendar) -> Weather:
     """Seasonal normals + a persistent day-to-day anomaly + afternoon storms in the rainy season."""
-    rng = stream(seed, cal.month.year, cal.month.month, 0, WEATHER)
-    m = cal.month.month - 1
-    kind = season(cal.month.month)
+    rng = stream(seed, cal.month.year, cal.month.number, 0, WEATHER)
+    m = cal.month.number - 1
+    kind = season(cal.month.number)
     anomaly = np.zeros(cal.days)
     for d in range(cal.days):
         anomaly[d] = (0.6 * anomaly[d - 1] if d else 0.0) + rng.normal(0.0, 0.8)
@@ -177,7 +177,7 @@ class FloorModel:
 
     def _monthly(self, *keys: int) -> np.random.Generator:
         month = self.cal.month
-        return stream(self.seed, month.year, month.month, self.floor, SIGNALS, *keys)
+        return stream(self.seed, month.year, month.number, self.floor, SIGNALS, *keys)
 
     def _static(self, *keys: int) -> np.random.Generator:
         """Parameters of the installed equipment: the same every month."""

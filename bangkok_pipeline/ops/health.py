@@ -10,7 +10,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.core.months import month_key
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import DatabaseUnavailable, connect, describe, embedded_server
 from bangkok_pipeline.db.queries import query
@@ -381,8 +380,8 @@ def _loads(
     return Finding("loads", status, "; ".join([latest, *notes]), details)
 
 
-def _keys(months: list[date]) -> list[str]:
-    return [month_key(m) for m in months]
+def _keys(months: list[Month]) -> list[str]:
+    return [str(m) for m in months]
 
 
 def _partitions(conn: psycopg.Connection, digests: dict[str, str] | None) -> Finding:
@@ -391,7 +390,7 @@ def _partitions(conn: psycopg.Connection, digests: dict[str, str] | None) -> Fin
     loaded = set(maintenance.loaded_months(conn))
     readings = found.months()
     lost = sorted(m for m in loaded if m not in readings and m not in archived)
-    source = {date(int(k[:4]), int(k[5:7]), 1) for k in digests or {}}
+    source = {Month.parse(k) for k in digests or {}}
     awaiting = sorted(m for m in source - loaded if m not in readings and m not in archived)
     no_aggregates = sorted(
         m
@@ -439,9 +438,9 @@ def _staging(conn: psycopg.Connection) -> Finding:
         "SELECT load_id, month, started_at FROM load_log WHERE status = 'running' ORDER BY load_id"
     ).fetchall()
     stuck = [
-        {"load_id": load_id, "month": month_key(month), "started_at": str(started)}
+        {"load_id": load_id, "month": str(Month.of(month)), "started_at": str(started)}
         for load_id, month, started in running
-        if month not in held
+        if Month.of(month) not in held
     ]
     details = {"orphaned_tables": orphans, "tables_being_built": in_progress, "stuck_loads": stuck}
     problems = []

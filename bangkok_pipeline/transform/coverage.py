@@ -4,11 +4,11 @@ Computed on the validated frame (which reconciliation proves equal to the databa
 frame is already sorted by (sensor, time); the database would need a sort of the whole month.
 """
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import polars as pl
 
-from bangkok_pipeline.core.months import minutes_in_month, month_bounds
+from bangkok_pipeline.core.months import Month
 
 GAPS_SCHEMA = {
     "sensor_id": pl.Int16,
@@ -18,13 +18,13 @@ GAPS_SCHEMA = {
 }
 
 
-def gap_segments(readings: pl.DataFrame, sensor_ids: list[int], month: date) -> pl.DataFrame:
+def gap_segments(readings: pl.DataFrame, sensor_ids: list[int], month: Month) -> pl.DataFrame:
     """[gap_start, gap_end) of every run of missing minutes, per sensor, within the month.
 
     `readings` (ts, sensor_id) must be sorted by sensor then time; sensors in `sensor_ids`
     without any reading get one gap spanning the month.
     """
-    low, high = month_bounds(month)
+    low, high = month.bounds
     minute = timedelta(minutes=1)
     frame = readings.select("sensor_id", "ts")
     edges = pl.DataFrame(
@@ -49,10 +49,10 @@ def gap_segments(readings: pl.DataFrame, sensor_ids: list[int], month: date) -> 
 
 
 def coverage_summary(
-    readings: pl.DataFrame, gaps: pl.DataFrame, sensor_ids: list[int], month: date
+    readings: pl.DataFrame, gaps: pl.DataFrame, sensor_ids: list[int], month: Month
 ) -> pl.DataFrame:
     """Per sensor: present and expected minutes, gap segments and the longest gap."""
-    expected = minutes_in_month(month)
+    expected = month.minutes
     present = readings.group_by("sensor_id").agg(present_minutes=pl.len().cast(pl.Int32))
     gap_stats = gaps.group_by("sensor_id").agg(
         gap_segments=pl.len().cast(pl.Int32),

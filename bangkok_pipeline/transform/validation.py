@@ -16,7 +16,7 @@ import polars as pl
 from pandera.engines import polars_engine
 from pandera.errors import SchemaErrors
 
-from bangkok_pipeline.core.months import month_bounds, parse_month
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.source.layout import ChannelKind
 
@@ -154,7 +154,7 @@ class ReadingModel(pa.DataFrameModel):
         month = (cls.Config.metadata or {}).get("month")
         if month is None:
             return data.lazyframe.select(pl.repeat(True, pl.len()))
-        start, end = month_bounds(parse_month(month))
+        start, end = Month.parse(month).bounds
         return data.lazyframe.select(pl.col(data.key).is_between(start, end, closed="left"))
 
     @pa.check("sensor_id", name="one_reading_per_sensor_and_ts")
@@ -173,7 +173,7 @@ class ReadingModel(pa.DataFrameModel):
 
 @cache
 def _month_model(month: str) -> type[ReadingModel]:
-    parse_month(month)
+    Month.parse(month)  # refuses what is not a month
 
     class Config(ReadingModel.Config):
         metadata = {"month": month}

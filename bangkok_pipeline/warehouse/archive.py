@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from bangkok_pipeline.core.months import month_key
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.transform.fingerprint import (
     Figures,
@@ -89,9 +89,9 @@ class Manifest:
             raise ArchiveError(f"{path} is not a readable archive manifest: {error}") from None
 
 
-def paths(directory: Path, month: date) -> tuple[Path, Path]:
+def paths(directory: Path, month: Month) -> tuple[Path, Path]:
     """The month's Parquet file and manifest in the archive directory."""
-    stem = f"sensor_readings_{month_key(month)}"
+    stem = f"sensor_readings_{month}"
     return directory / f"{stem}.parquet", directory / f"{stem}.manifest.json"
 
 
@@ -122,15 +122,14 @@ def _mb(size: int) -> str:
 
 
 @contextmanager
-def _locked(conn: psycopg.Connection, month: date) -> Iterator[MonthLock]:
+def _locked(conn: psycopg.Connection, month: Month) -> Iterator[MonthLock]:
     """The month's lock, or a refusal when a load, premake, archive or restore holds it."""
     with ExitStack() as stack:
         try:
             lock = stack.enter_context(month_lock(conn, month, wait=False))
         except MonthBusy:
             raise ArchiveError(
-                f"{month_key(month)} is being loaded, archived or restored right now; "
-                "try again later"
+                f"{month} is being loaded, archived or restored right now; try again later"
             ) from None
         yield lock
 
@@ -194,7 +193,7 @@ def _totals(figures: Figures) -> tuple[int, float, int]:
 
 
 def _write_verified(
-    frame: pl.DataFrame, figures: Figures, target: Path, month: date
+    frame: pl.DataFrame, figures: Figures, target: Path, month: Month
 ) -> tuple[int, str]:
     """Write the Parquet file next to `target`, verify it against `figures`, move it into place.
     Returns its size and SHA-256; on any failure nothing is left behind."""
@@ -210,11 +209,11 @@ def _write_verified(
         _fsync(part)
         written = pl.read_parquet(part)
         if written.schema != frame.schema:
-            raise ArchiveError(f"{month_key(month)}: the written file has another schema")
+            raise ArchiveError(f"{month}: the written file has another schema")
         mismatched = mismatched_sensors(figures, as_figures(frame_fingerprints(written)))
         if mismatched:
             raise ArchiveError(
-                f"{month_key(month)}: the written file differs from the partition for sensor(s) "
+                f"{month}: the written file differs from the partition for sensor(s) "
                 f"{mismatched[:10]}; nothing was dropped"
             )
         sha = _sha256(part)
@@ -223,7 +222,7 @@ def _write_verified(
         return size, sha
     except OSError as error:
         raise ArchiveError(
-            f"cannot write the archive of {month_key(month)} to {target.parent}: "
+            f"cannot write the archive of {month} to {target.parent}: "
             f"{error.strerror or error}; nothing was dropped"
         ) from None
     finally:
@@ -247,7 +246,7 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def archive_month(
     conn: psycopg.Connection,
-    month: date,
+    month: Month,
     directory: Path,
     drop_aggregates: bool = False,
     before_drop: Callable[[], None] | None = None,
@@ -257,7 +256,7 @@ def archive_month(
     `conn` is autocommit. `before_drop` runs after the file and manifest are in place and before
     the drop (tests inject a crash there).
     """
-    key = month_key(month)
+    key = str(month)
     check_directory(directory)
     parquet, manifest_path = paths(directory, month)
     with _locked(conn, month) as lock:
@@ -322,11 +321,11 @@ def archive_month(
     return ArchiveResult(key, rows, partition_bytes, file_bytes, parquet, drop_aggregates)
 
 
-def drop_archived_aggregates(conn: psycopg.Connection, month: date) -> bool:
+def drop_archived_aggregates(conn: psycopg.Connection, month: Month) -> bool:
     """Drop the aggregate partitions of a month whose readings are already archived (a restore
     rebuilds them from the archive). False if there was nothing to drop."""
     if month not in maintenance.archived_months(conn):
-        raise ArchiveError(f"{month_key(month)} is not archived: its aggregates stay")
+        raise ArchiveError(f"{month} is not archived: its aggregates stay")
     found = maintenance.inventory(conn)
     if all(month not in found.months(t.parent) for t in (HOURLY, DAILY)):
         return False
@@ -354,9 +353,9 @@ class RestoreResult:
         )
 
 
-def restore_month(conn: psycopg.Connection, month: date, directory: Path) -> RestoreResult:
+def restore_month(conn: psycopg.Connection, month: Month, directory: Path) -> RestoreResult:
     """Put an archived month back exactly; refuse if its readings are in the database."""
-    key = month_key(month)
+    key = str(month)
     parquet, manifest_path = paths(directory, month)
     if not manifest_path.is_file():
         raise ArchiveError(f"no archive of {key} in {directory} ({manifest_path.name} is missing)")
@@ -394,7 +393,7 @@ def restore_month(conn: psycopg.Connection, month: date, directory: Path) -> Res
 
 def _build_restored(
     conn: psycopg.Connection,
-    month: date,
+    month: Month,
     parquet: Path,
     manifest: Manifest,
     token: str,
@@ -428,26 +427,26 @@ class RetentionPlan:
     """What a policy does now: months whose raw readings go to the archive, and archived months
     whose aggregates go too."""
 
-    newest: date | None
-    archive: list[date] = field(default_factory=list)
-    drop_aggregates: list[date] = field(default_factory=list)  # subset of archive, or archived
+    newest: Month | None
+    archive: list[Month] = field(default_factory=list)
+    drop_aggregates: list[Month] = field(default_factory=list)  # subset of archive, or archived
 
     def summary(self) -> str:
         if self.newest is None:
             return "nothing loaded: nothing to retain or archive"
-        raw = ", ".join(month_key(m) for m in self.archive) or "none"
-        aggregates = ", ".join(month_key(m) for m in self.drop_aggregates) or "none"
+        raw = ", ".join(str(m) for m in self.archive) or "none"
+        aggregates = ", ".join(str(m) for m in self.drop_aggregates) or "none"
         return (
-            f"newest loaded month {month_key(self.newest)}; archive raw readings of: {raw}; "
+            f"newest loaded month {self.newest}; archive raw readings of: {raw}; "
             f"drop aggregates of: {aggregates}"
         )
 
 
-def _months_before(newest: date, keep: int) -> date:
+def _months_before(newest: Month, keep: int) -> Month:
     """The first month kept when `keep` months up to `newest` stay."""
     first = newest
     for _ in range(keep - 1):
-        first = date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1)
+        first = first.previous()
     return first
 
 
@@ -499,7 +498,7 @@ def plan_retention(
     return plan
 
 
-def _has_rows(conn: psycopg.Connection, month: date) -> bool:
+def _has_rows(conn: psycopg.Connection, month: Month) -> bool:
     row = conn.execute(
         sql.SQL("SELECT EXISTS (SELECT FROM {})").format(
             sql.Identifier("partitions", READINGS.name(month))
@@ -524,7 +523,7 @@ def apply_retention(
         report(result.summary())
     for month in plan.drop_aggregates:
         if month not in plan.archive and drop_archived_aggregates(conn, month):
-            report(f"dropped the aggregates of archived month {month_key(month)}")
+            report(f"dropped the aggregates of archived month {month}")
     return plan
 
 
@@ -535,7 +534,7 @@ def archived(conn: psycopg.Connection) -> list[dict[str, Any]]:
     return [
         {
             **row,
-            "month": month_key(row["month"]),
+            "month": str(Month.of(row["month"])),
             "archived_at": str(row["archived_at"]),
             "restored_at": str(row["restored_at"]) if row["restored_at"] else None,
         }

@@ -17,7 +17,7 @@ import psycopg
 import pyarrow.parquet as pq
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.core.months import minutes_in_month, parse_month
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.source.catalog import register_floor
 from bangkok_pipeline.source.files import (
     SourceError,
@@ -83,7 +83,7 @@ def source_files(source_dir: Path) -> tuple[list[Path], list[str]]:
     if not source_dir.is_dir():
         raise IngestError(f"source directory {source_dir} does not exist (set CUBEMS_SOURCE_DIR)")
     files, skipped, refused = [], [], []
-    first_year = parse_month(settings.DATA_FIRST_MONTH).year
+    first_year = Month.parse(settings.DATA_FIRST_MONTH).year
     for path in sorted(source_dir.iterdir()):
         if path.is_dir() or path.name.startswith(".") or path.name == "manifest.json":
             continue
@@ -137,7 +137,7 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
     """
     month = layers.month
     files, skipped = source_files(source_dir)
-    year = parse_month(month).year
+    year = Month.parse(month).year
     last = settings.last_month()
     result = RawMonth(month, skipped=skipped)
     states: dict[str, FileState] = {}
@@ -146,7 +146,7 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
         for path in files:
             source_file = parse_file_name(path.name)
             assert source_file is not None
-            if source_file.year > parse_month(last).year:
+            if source_file.year > Month.parse(last).year:
                 result.waiting.append(
                     f"{path.name}: year {source_file.year} has no partition yet (the last is "
                     f"{last}): raise CUBEMS_LAST_MONTH to load it"
@@ -322,8 +322,8 @@ def validate_month(layers: RunLayers) -> ValidatedMonth:
     month = layers.month
     raw_dir = layers.read_dir("raw")
     manifest = read_json(raw_dir / "manifest.json")
-    first_day = parse_month(month)
-    minutes = minutes_in_month(first_day)
+    calendar_month = Month.parse(month)
+    minutes = calendar_month.minutes
     quarantines, fingerprints, gaps, coverages = [], [], [], []
     counts = {"lines": 0, "cells": 0, "readings": 0, "empty": 0, "identical": 0, "expected": 0}
     floor_present: dict[int, int] = {}
@@ -351,9 +351,9 @@ def validate_month(layers: RunLayers) -> ValidatedMonth:
             quarantines.append(checked.quarantine)
             fingerprints.append(frame_fingerprints(valid))
             sensor_ids = sorted(set(entry["sensor_ids"].values()))
-            file_gaps = gap_segments(valid, sensor_ids, first_day)
+            file_gaps = gap_segments(valid, sensor_ids, calendar_month)
             gaps.append(file_gaps)
-            coverages.append(coverage_summary(valid, file_gaps, sensor_ids, first_day))
+            coverages.append(coverage_summary(valid, file_gaps, sensor_ids, calendar_month))
             expected = minutes * len(entry["sensor_ids"])
             floor_present[entry["floor"]] = floor_present.get(entry["floor"], 0) + valid.height
             floor_expected[entry["floor"]] = floor_expected.get(entry["floor"], 0) + expected
@@ -438,7 +438,7 @@ def load_month(
     started = time.perf_counter()
     result = MonthLoader(
         conn=conn,
-        month=parse_month(layers.month),
+        month=Month.parse(layers.month),
         batches=_parquet_batches(folder / "readings.parquet"),
         fingerprints=pl.read_parquet(folder / "fingerprints.parquet"),
         quarantine=pl.read_parquet(folder / "quarantine.parquet"),

@@ -18,13 +18,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import TypeVar
 
 import polars as pl
 import psycopg
 from psycopg import sql
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.transform.fingerprint import Figures, as_figures, mismatched_sensors
 from bangkok_pipeline.warehouse import partitions
@@ -71,7 +72,7 @@ class ShrinkGuard:
 
 @dataclass
 class MonthLoadResult:
-    month: date
+    month: Month
     rows_loaded: int
     sensors: int
     partition_bytes: int
@@ -83,7 +84,7 @@ class MonthLoader:
     """Everything one month's load needs; `run()` does it under the month's lock."""
 
     conn: psycopg.Connection  # autocommit
-    month: date
+    month: Month
     batches: Callable[[], Iterator[pl.DataFrame]]  # ts, sensor_id, value sorted by (sensor, ts)
     fingerprints: pl.DataFrame  # frame_fingerprints() of the same readings
     quarantine: pl.DataFrame  # columns QUARANTINE_COLUMNS
@@ -117,7 +118,9 @@ class MonthLoader:
             try:
                 self.after_swap()
             except OSError as error:  # the month is in; only its file layers are not published
-                log.warning("%s: loaded, but its layers were not published: %s", self.month, error)
+                log.warning(
+                    "%s: loaded, but its layers were not published: %s", self.month.first_day, error
+                )
             size = self.conn.execute(
                 "SELECT pg_total_relation_size(%s::regclass)",
                 (f"partitions.{READINGS.name(self.month)}",),
@@ -202,7 +205,7 @@ class MonthLoader:
         mismatched = mismatched_sensors(frame, database)
         if mismatched:
             raise ReconciliationError(
-                f"month {self.month:%Y-%m}: the database differs from the validated frame for "
+                f"month {self.month}: the database differs from the validated frame for "
                 f"sensor(s) {mismatched[:10]}; see table reconciliation"
             )
 
@@ -224,7 +227,7 @@ class MonthLoader:
         ]
         if losses:
             raise ShrinkError(
-                f"{self.month:%Y-%m}: this load would shrink the loaded month: "
+                f"{self.month}: this load would shrink the loaded month: "
                 f"{'; '.join(losses)} (a floor may lose at most {self.shrink.max_share:.0%}, "
                 "BANGKOK_MAX_SHRINK_SHARE); nothing was changed. If that is intended, load "
                 "again with --allow-shrink (or run config allow_shrink: true)"

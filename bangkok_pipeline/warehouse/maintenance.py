@@ -14,11 +14,10 @@ partitions for years it has no data for; before the first load there is nothing 
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
 
 import psycopg
 
-from bangkok_pipeline.core.months import month_key, next_month
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.warehouse import partitions
 from bangkok_pipeline.warehouse.month_lock import MonthBusy, month_lock
@@ -42,11 +41,11 @@ class PartitionTable:
 class Inventory:
     """Schema `partitions` as it stands: attached months per parent, and everything else."""
 
-    attached: dict[str, set[date]] = field(default_factory=dict)  # parent -> months
+    attached: dict[str, set[Month]] = field(default_factory=dict)  # parent -> months
     unattached: list[PartitionTable] = field(default_factory=list)
     tables: list[PartitionTable] = field(default_factory=list)
 
-    def months(self, parent: str = READINGS.parent) -> set[date]:
+    def months(self, parent: str = READINGS.parent) -> set[Month]:
         return self.attached.get(parent, set())
 
 
@@ -64,15 +63,15 @@ def inventory(conn: psycopg.Connection) -> Inventory:
     return result
 
 
-def loaded_months(conn: psycopg.Connection) -> list[date]:
+def loaded_months(conn: psycopg.Connection) -> list[Month]:
     """Months with at least one successful load, oldest first."""
     rows = conn.execute(
         "SELECT DISTINCT month FROM load_log WHERE status = 'succeeded' ORDER BY 1"
     ).fetchall()
-    return [month for (month,) in rows]
+    return [Month.of(month) for (month,) in rows]
 
 
-def archived_months(conn: psycopg.Connection) -> dict[date, bool]:
+def archived_months(conn: psycopg.Connection) -> dict[Month, bool]:
     """Months whose raw readings are archived (not restored) -> whether aggregates were dropped."""
     exists = conn.execute("SELECT to_regclass('archived_months') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
@@ -80,10 +79,10 @@ def archived_months(conn: psycopg.Connection) -> dict[date, bool]:
     rows = conn.execute(
         "SELECT month, aggregates_dropped FROM archived_months WHERE restored_at IS NULL"
     ).fetchall()
-    return {month: bool(dropped) for month, dropped in rows}
+    return {Month.of(month): bool(dropped) for month, dropped in rows}
 
 
-def gaps(conn: psycopg.Connection, found: Inventory | None = None) -> list[date]:
+def gaps(conn: psycopg.Connection, found: Inventory | None = None) -> list[Month]:
     """Months between the first and the last loaded month that have no readings partition and
     were not archived: holes a reader would take for a month without data."""
     loaded = loaded_months(conn)
@@ -95,24 +94,24 @@ def gaps(conn: psycopg.Connection, found: Inventory | None = None) -> list[date]
     while month <= loaded[-1]:
         if month not in found.months() and month not in archived:
             holes.append(month)
-        month = next_month(month)
+        month = month.next()
     return holes
 
 
 @dataclass
 class PremakeReport:
-    window: list[date]  # the months that should have partitions
+    window: list[Month]  # the months that should have partitions
     created: list[str] = field(default_factory=list)  # partitions.<name> created now
     skipped: list[str] = field(default_factory=list)  # why a month was left alone
-    gaps: list[date] = field(default_factory=list)
+    gaps: list[Month] = field(default_factory=list)
 
     def summary(self) -> str:
         if not self.window:
             return "nothing loaded yet: no month to premake after"
-        span = f"{month_key(self.window[0])}..{month_key(self.window[-1])}"
+        span = f"{self.window[0]}..{self.window[-1]}"
         made = f"created {', '.join(self.created)}" if self.created else "nothing to create"
         holes = (
-            f"; gaps (loaded range, no partition): {', '.join(month_key(m) for m in self.gaps)}"
+            f"; gaps (loaded range, no partition): {', '.join(str(m) for m in self.gaps)}"
             if self.gaps
             else ""
         )
@@ -120,14 +119,14 @@ class PremakeReport:
         return f"premake window {span}: {made}{skipped}{holes}"
 
 
-def premake_window(conn: psycopg.Connection, ahead: int) -> list[date]:
+def premake_window(conn: psycopg.Connection, ahead: int) -> list[Month]:
     """The newest loaded month and the `ahead` months after it (empty before the first load)."""
     loaded = loaded_months(conn)
     if not loaded:
         return []
     months = [loaded[-1]]
     for _ in range(ahead):
-        months.append(next_month(months[-1]))
+        months.append(months[-1].next())
     return months
 
 
@@ -145,7 +144,7 @@ def premake(conn: psycopg.Connection, ahead: int) -> PremakeReport:
         if not missing:
             continue
         if month in archived:
-            report.skipped.append(f"{month_key(month)} is archived (`archive restore` it)")
+            report.skipped.append(f"{month} is archived (`archive restore` it)")
             continue
         try:
             with month_lock(conn, month, wait=False), conn.transaction():
@@ -153,12 +152,12 @@ def premake(conn: psycopg.Connection, ahead: int) -> PremakeReport:
                 for table in missing:
                     report.created.append(create_empty_partition(conn, table, month))
         except MonthBusy:
-            report.skipped.append(f"{month_key(month)} is being loaded, archived or restored")
+            report.skipped.append(f"{month} is being loaded, archived or restored")
     report.gaps = gaps(conn)
     return report
 
 
-def create_empty_partition(conn: psycopg.Connection, table: PartitionedTable, month: date) -> str:
+def create_empty_partition(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> str:
     """Create and attach one empty month partition (call in a transaction holding the month
     lock): a staging table with the month's CHECK, owned like its parent, attached, so ATTACH
     needs no scan and takes only a SHARE UPDATE EXCLUSIVE lock on the parent: readers are not

@@ -12,11 +12,10 @@ connections close and the server releases the lock.
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import date
 
 import psycopg
 
-from bangkok_pipeline.core.months import month_key
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.connection import lock_holder
 from bangkok_pipeline.db.queries import query
 
@@ -37,7 +36,7 @@ class MonthLockLost(RuntimeError):
 class MonthLock:
     """A held month lock; `ensure_held()` before a step that must not run without it."""
 
-    def __init__(self, month: date, holder: psycopg.Connection) -> None:
+    def __init__(self, month: Month, holder: psycopg.Connection) -> None:
         self.month = month
         self._holder = holder
 
@@ -47,14 +46,14 @@ class MonthLock:
             self._holder.execute("SELECT 1")
         except psycopg.Error as error:
             raise MonthLockLost(
-                f"lost the lock of {month_key(self.month)} (its connection failed: {error})"
+                f"lost the lock of {self.month} (its connection failed: {error})"
             ) from error
 
 
 @contextmanager
 def month_lock(
     conn: psycopg.Connection,
-    month: date,
+    month: Month,
     wait: bool = True,
     on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[MonthLock]:
@@ -64,9 +63,7 @@ def month_lock(
     `wait=True`: wait for another holder, calling `on_wait` (default: log a warning) once with
     what it waits for. `wait=False`: raise MonthBusy at once instead.
     """
-    if month.day != 1:
-        raise ValueError(f"a month is its first day, not {month}")
-    key = month_key(month)
+    key = str(month)
     holder = lock_holder(conn, f"bangkok_pipeline month lock {key}")
     try:
         try:
@@ -94,11 +91,13 @@ def month_lock(
         holder.close()
 
 
-def held_months(conn: psycopg.Connection) -> set[date]:
+def held_months(conn: psycopg.Connection) -> set[Month]:
     """Months whose lock some session holds now (empty before migration 0006). Reads the rows'
     lockers instead of probing with a lock of its own, so it never makes a premake skip or an
     archive refuse."""
     exists = conn.execute("SELECT to_regclass('month_locks') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
         return set()
-    return {month for (month,) in conn.execute(query("select_held_month_locks")).fetchall()}
+    return {
+        Month.of(month) for (month,) in conn.execute(query("select_held_month_locks")).fetchall()
+    }

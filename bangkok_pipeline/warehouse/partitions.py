@@ -21,7 +21,7 @@ import polars as pl
 import psycopg
 from psycopg import pq, sql
 
-from bangkok_pipeline.core.months import month_bounds, next_month
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.warehouse import pgcopy
 
@@ -37,22 +37,22 @@ class PartitionedTable:
     column: str
     daily: bool = False
 
-    def name(self, month: date) -> str:
+    def name(self, month: Month) -> str:
         """The month's partition: `sensor_readings_y2018m07`."""
-        return f"{self.parent}_y{month.year:04d}m{month.month:02d}"
+        return f"{self.parent}_{month.suffix}"
 
-    def staging_name(self, month: date, token: str) -> str:
+    def staging_name(self, month: Month, token: str) -> str:
         """A staging table of the month: `sensor_readings_y2018m07_<token>`."""
         return f"{self.name(month)}_{token}"
 
-    def identifier(self, month: date, token: str | None = None) -> sql.Identifier:
+    def identifier(self, month: Month, token: str | None = None) -> sql.Identifier:
         """`partitions.<name>` of the month's partition, or of a staging table with `token`."""
         name = self.name(month) if token is None else self.staging_name(month, token)
         return sql.Identifier(SCHEMA, name)
 
-    def bounds(self, month: date) -> tuple[date | datetime, date | datetime]:
+    def bounds(self, month: Month) -> tuple[date | datetime, date | datetime]:
         """The month's range [low, high) in the parent's partition key."""
-        return (month, next_month(month)) if self.daily else month_bounds(month)
+        return (month.first_day, month.next().first_day) if self.daily else month.bounds
 
 
 READINGS = PartitionedTable("sensor_readings", "ts")
@@ -66,12 +66,12 @@ _NAME = re.compile(
 )
 
 
-def parse_partition_name(name: str) -> tuple[str, date, str | None] | None:
+def parse_partition_name(name: str) -> tuple[str, Month, str | None] | None:
     """`sensor_readings_y2018m07[_token]` -> (parent, month, token); None for other names."""
     match = _NAME.match(name)
     if not match or not 1 <= int(match["month"]) <= 12:
         return None
-    return match["parent"], date(int(match["year"]), int(match["month"]), 1), match["suffix"]
+    return match["parent"], Month(int(match["year"]), int(match["month"])), match["suffix"]
 
 
 def _require_transaction(conn: psycopg.Connection, what: str) -> None:
@@ -80,7 +80,7 @@ def _require_transaction(conn: psycopg.Connection, what: str) -> None:
 
 
 def create_staging(
-    conn: psycopg.Connection, table: PartitionedTable, month: date, token: str
+    conn: psycopg.Connection, table: PartitionedTable, month: Month, token: str
 ) -> sql.Identifier:
     """Create the month's staging table `<partition>_<token>`: like the parent, with the month's
     range CHECK, owned by the parent's owner. Call in a transaction; returns its identifier."""
@@ -127,7 +127,7 @@ def copy_readings(
         return cursor.rowcount
 
 
-def index_readings(conn: psycopg.Connection, month: date, token: str) -> None:
+def index_readings(conn: psycopg.Connection, month: Month, token: str) -> None:
     """The readings staging table's indexes (those of the parent, so ATTACH adopts them)."""
     name = READINGS.staging_name(month, token)
     conn.execute(
@@ -139,7 +139,7 @@ def index_readings(conn: psycopg.Connection, month: date, token: str) -> None:
     )
 
 
-def aggregate(conn: psycopg.Connection, month: date, token: str) -> None:
+def aggregate(conn: psycopg.Connection, month: Month, token: str) -> None:
     """Fill the hourly and daily staging tables from the readings staging table, in one scan of
     it; leaves the temporary table `hourly_fingerprints` (per sensor and hour: count, sum, hash)
     for the rest of the transaction."""
@@ -164,7 +164,7 @@ def aggregate(conn: psycopg.Connection, month: date, token: str) -> None:
     )
 
 
-def _attached(conn: psycopg.Connection, table: PartitionedTable, month: date) -> bool:
+def _attached(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> bool:
     row = conn.execute(
         "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s) AND inhparent = %s::regclass",
         (f"{SCHEMA}.{table.name(month)}", table.parent),
@@ -172,7 +172,7 @@ def _attached(conn: psycopg.Connection, table: PartitionedTable, month: date) ->
     return row is not None
 
 
-def detach_and_drop(conn: psycopg.Connection, table: PartitionedTable, month: date) -> bool:
+def detach_and_drop(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> bool:
     """Detach and drop the month's partition of `table`; False if none is attached. Call in a
     transaction."""
     _require_transaction(conn, "detach_and_drop")
@@ -189,7 +189,7 @@ def detach_and_drop(conn: psycopg.Connection, table: PartitionedTable, month: da
 def attach(
     conn: psycopg.Connection,
     table: PartitionedTable,
-    month: date,
+    month: Month,
     token: str,
     replace: bool = True,
 ) -> None:
@@ -216,7 +216,7 @@ def attach(
     )
 
 
-def drop_debris(conn: psycopg.Connection, month: date) -> list[str]:
+def drop_debris(conn: psycopg.Connection, month: Month) -> list[str]:
     """Drop the month's unattached tables (staging tables of runs that did not finish) of all
     three parents; other months' tables stay. Returns the names dropped."""
     prefixes = [f"{table.name(month)}_" for table in TABLES]

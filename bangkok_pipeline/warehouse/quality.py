@@ -1,11 +1,11 @@
 """Checks of a loaded month against the ledger and against itself; SQL lives in files."""
 
 from dataclasses import dataclass
-from datetime import date
 
 import psycopg
 from psycopg import sql
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.transform.fingerprint import database_fingerprints, mismatched_sensors
 from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS
@@ -15,14 +15,14 @@ def _partition(table_name: str) -> sql.Identifier:
     return sql.Identifier("partitions", table_name)
 
 
-def partition_exists(conn: psycopg.Connection, month: date) -> bool:
+def partition_exists(conn: psycopg.Connection, month: Month) -> bool:
     row = conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL", (f"partitions.{READINGS.name(month)}",)
     ).fetchone()
     return bool(row and row[0])
 
 
-def reconcile_live(conn: psycopg.Connection, month: date, run_id: str) -> list[int]:
+def reconcile_live(conn: psycopg.Connection, month: Month, run_id: str) -> list[int]:
     """Recompute the live partition's per-sensor figures into the ledger; return mismatches."""
     database = database_fingerprints(conn, _partition(READINGS.name(month)))
     ledger = {
@@ -62,14 +62,14 @@ class SensorCoverage:
         return self.present / self.expected if self.expected else 0.0
 
 
-def coverage(conn: psycopg.Connection, month: date) -> list[SensorCoverage]:
+def coverage(conn: psycopg.Connection, month: Month) -> list[SensorCoverage]:
     """Present vs expected minutes and gap segments of every sensor of the month."""
     rows = conn.execute(query("select_coverage"), {"month": month}).fetchall()
     return [SensorCoverage(*row) for row in rows]
 
 
 def aggregate_mismatches(
-    conn: psycopg.Connection, month: date, sample_size: int = 8
+    conn: psycopg.Connection, month: Month, sample_size: int = 8
 ) -> list[tuple[str, int, str]]:
     """(grain, sensor, bucket) of stored aggregates that differ from a recomputation from raw."""
     statement = sql.SQL(query("select_aggregate_mismatches")).format(
@@ -77,5 +77,5 @@ def aggregate_mismatches(
         hourly=_partition(HOURLY.name(month)),
         daily=_partition(DAILY.name(month)),
     )
-    salt = month.year * 100 + month.month
+    salt = month.year * 100 + month.number
     return conn.execute(statement, {"salt": salt, "sample_size": sample_size}).fetchall()

@@ -165,14 +165,13 @@ def test_a_new_years_files_load_once_cubems_last_month_covers_them(
     tmp_path: Path, server_url: str
 ) -> None:
     """New data used to be refused by the CLI ("outside the data") while Dagster loaded it."""
-    from datetime import date
-
+    from bangkok_pipeline.core.months import Month
     from bangkok_pipeline.devtools.generator import generate
     from bangkok_pipeline.devtools.sample import keep_first_days
     from bangkok_pipeline_tests.conftest import new_database
 
     source = tmp_path / "source"
-    generate(source, [date(2020, 1, 1)], seed=3)
+    generate(source, [Month(2020, 1)], seed=3)
     for path in source.glob("*Floor*.csv"):
         keep_first_days(path, 1)
     home = tmp_path / "home"

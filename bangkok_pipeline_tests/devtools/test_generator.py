@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bangkok_pipeline.core.months import minutes_in_month
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.devtools.defects import FILE_KINDS, KINDS
 from bangkok_pipeline.devtools.generator import BOM, GeneratorError, generate
 from bangkok_pipeline.source.layout import FLOORS, file_name, floor_columns, parse_column
 
-JULY = datetime.date(2018, 7, 1)
-AUGUST = datetime.date(2018, 8, 1)
-FEBRUARY = datetime.date(2019, 2, 1)  # a short month
+JULY = Month(2018, 7)
+AUGUST = Month(2018, 8)
+FEBRUARY = Month(2019, 2)  # a short month
 SEED = 7
 CHANNELS = {1: 11, 2: 36, 3: 32, 4: 32, 5: 32, 6: 29, 7: 32}
 RANGES = {"kW": (0.0, 100.0), "degC": (10.0, 45.0), "RH%": (0.0, 100.0), "lux": (0.0, 5000.0)}
@@ -149,8 +149,7 @@ def recount(path: Path, floor: int) -> tuple[dict[str, dict], set[tuple[int, str
         inside = month_once == key
         month["valid_readings"] = int(valid_once[inside].sum())
         month["empty_cells"] = int(empty_once[inside].sum())
-        first = datetime.date.fromisoformat(f"{key}-01")
-        month["missing_minutes"] = minutes_in_month(first) - int(inside.sum())
+        month["missing_minutes"] = Month.parse(key).minutes - int(inside.sum())
         month["quarantine"] = Counter()
     for number, _, reason in quarantined:
         months[_month_of(number, numbers, keys)]["quarantine"][reason] += 1
@@ -318,6 +317,6 @@ def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(GeneratorError, match=r"^cannot write to .*blocker/out: Not a directory$"):
         generate(blocker / "out", [JULY])
     with pytest.raises(GeneratorError, match="2017-01 before the data"):
-        generate(tmp_path / "out", [datetime.date(2017, 1, 1)])
+        generate(tmp_path / "out", [Month(2017, 1)])
     with pytest.raises(GeneratorError, match="no months"):
         generate(tmp_path / "out", [])

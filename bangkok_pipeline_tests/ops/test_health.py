@@ -6,13 +6,13 @@ flagged with the right status; `health --json` exits 2 exactly when something is
 import json
 import shutil
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from bangkok_pipeline.cli.main import run
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.embedded import EmbeddedServer
 from bangkok_pipeline.ops import health
@@ -131,7 +131,7 @@ def test_an_orphaned_staging_table_and_a_stuck_load_are_flagged(database: Databa
         assert [s["month"] for s in found.details["stuck_loads"]] == ["2019-03"]
         with (
             psycopg.connect(database.url, autocommit=True) as conn,
-            month_lock(conn, date(2019, 2, 1)),
+            month_lock(conn, Month(2019, 2)),
         ):
             busy = database.health()["staging"]
             assert busy.details["tables_being_built"][0]["table"] == orphan

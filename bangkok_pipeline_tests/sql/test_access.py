@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import psycopg
@@ -19,6 +19,7 @@ import pytest
 from psycopg import errors, sql
 from psycopg.abc import Params
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.defs.ingestion.assets import (
@@ -182,7 +183,7 @@ def _provision(conn: psycopg.Connection, world: World, tag: str) -> list[str]:
 @pytest.fixture(scope="module")
 def world(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     source = tmp_path_factory.mktemp("source")
-    generate(source, [date(2019, 2, 1)], seed=7)
+    generate(source, [Month(2019, 2)], seed=7)
     tag = uuid.uuid4().hex[:8]
     logins = [f"t_loader_{tag}"]
     try:

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from bangkok_pipeline.cli.main import run
-from bangkok_pipeline.core.months import month_bounds
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.warehouse import archive
 from bangkok_pipeline.warehouse.archive import ArchiveError
 from bangkok_pipeline.warehouse.maintenance import create_empty_partition
@@ -29,7 +29,7 @@ from bangkok_pipeline_tests.conftest import load_directly, new_database
 
 pytestmark = pytest.mark.integration
 
-FEB = date(2019, 2, 1)
+FEB = Month(2019, 2)
 
 
 class Database:
@@ -43,7 +43,7 @@ class Database:
     def month(self, first_day: str) -> dict[str, list[tuple]]:
         """A month's readings (count, exact numeric sum, fingerprint hash per sensor) and its
         aggregates, read through the parent tables."""
-        bounds = month_bounds(date.fromisoformat(first_day))
+        bounds = Month.of(date.fromisoformat(first_day)).bounds
         return {
             "readings": self.query(
                 "SELECT sensor_id, count(*), sum(value::numeric), sum(((extract(epoch FROM ts)"
@@ -89,12 +89,12 @@ def database(
 
 _CRASH_BEFORE_DROP = """
 import os, signal, sys
-from datetime import date
 from pathlib import Path
 import psycopg
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.warehouse.archive import archive_month
 with psycopg.connect(sys.argv[1], autocommit=True) as conn:
-    archive_month(conn, date(2019, 2, 1), Path(sys.argv[2]),
+    archive_month(conn, Month(2019, 2), Path(sys.argv[2]),
                   before_drop=lambda: os.kill(os.getpid(), signal.SIGKILL))
 """
 

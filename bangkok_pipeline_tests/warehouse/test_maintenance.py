@@ -4,7 +4,6 @@ attached month), premake after that load leaving every existing partition alone,
 a month being loaded skipped, and the Dagster job."""
 
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +11,7 @@ import psycopg
 import pytest
 
 from bangkok_pipeline.cli.main import run
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.defs.operations.jobs import partition_maintenance_job
 from bangkok_pipeline.defs.resources import PostgresResource
 from bangkok_pipeline.transform.fingerprint import database_fingerprints
@@ -60,7 +60,7 @@ def test_premake_creates_the_window_once_and_a_load_replaces_a_premade_month(
     load_directly(url, tiny_source, "2019-02", tmp_path)
     with psycopg.connect(url, autocommit=True) as conn:
         first = maintenance.premake(conn, 2)
-        assert first.window == [date(2019, 2, 1), date(2019, 3, 1), date(2019, 4, 1)]
+        assert first.window == [Month(2019, 2), Month(2019, 3), Month(2019, 4)]
         assert first.created == _names("2019-03", "2019-04")
         assert first.gaps == []
         premade = _tables(conn)
@@ -105,11 +105,11 @@ def test_gaps_are_reported_and_a_busy_month_is_skipped(url: str) -> None:
             "VALUES ('2019-08-01', 'fake', 'succeeded', now())"
         )
         try:
-            with month_lock(conn, date(2019, 9, 1)):  # as a load of 2019-09 holds it
+            with month_lock(conn, Month(2019, 9)):  # as a load of 2019-09 holds it
                 report = maintenance.premake(conn, 1)
             assert report.created == _names("2019-08")
             assert report.skipped == ["2019-09 is being loaded, archived or restored"]
-            assert report.gaps == [date(2019, 6, 1), date(2019, 7, 1)]
+            assert report.gaps == [Month(2019, 6), Month(2019, 7)]
             assert "gaps (loaded range, no partition): 2019-06, 2019-07" in report.summary()
         finally:
             conn.execute("DELETE FROM load_log WHERE run_id = 'fake'")

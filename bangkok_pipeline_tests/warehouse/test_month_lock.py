@@ -8,13 +8,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import errors
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.transform.layers import RunLayers, layer_dir, run_layers
 from bangkok_pipeline.warehouse import access
 from bangkok_pipeline.warehouse.ingest import extract_raw_month, load_month, validate_month
@@ -23,7 +23,7 @@ from bangkok_pipeline_tests.conftest import load_directly, new_database
 
 pytestmark = pytest.mark.integration
 
-FEB = date(2019, 2, 1)
+FEB = Month(2019, 2)
 # Any wait on a lock an API login could hold fails after this instead of hanging.
 BOUNDED = "-c lock_timeout=15s"
 # What the code before migration 0006 locked with: pg_advisory_lock(class, yyyymm) per month, the

@@ -13,14 +13,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.warehouse import access, partitions
 from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS, TABLES
 
 pytestmark = pytest.mark.integration
 
-FEB = date(2019, 2, 1)
-MAR = date(2019, 3, 1)
+FEB = Month(2019, 2)
+MAR = Month(2019, 3)
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def conn(migrated_url: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-def _stage(conn: psycopg.Connection, month: date, token: str, rows: int) -> None:
+def _stage(conn: psycopg.Connection, month: Month, token: str, rows: int) -> None:
     """A readings staging table of `month` holding `rows` one-minute readings of sensor 1."""
     with conn.transaction():
         target = partitions.create_staging(conn, READINGS, month, token)
@@ -42,7 +43,7 @@ def _stage(conn: psycopg.Connection, month: date, token: str, rows: int) -> None
         )
 
 
-def _count(conn: psycopg.Connection, month: date) -> int:
+def _count(conn: psycopg.Connection, month: Month) -> int:
     low, high = READINGS.bounds(month)
     row = conn.execute(
         "SELECT count(*) FROM sensor_readings WHERE ts >= %s AND ts < %s", (low, high)
@@ -73,7 +74,7 @@ def test_names_and_bounds_of_the_three_tables() -> None:
     midnight = (datetime(2019, 2, 1, tzinfo=BANGKOK_TZ), datetime(2019, 3, 1, tzinfo=BANGKOK_TZ))
     assert READINGS.bounds(FEB) == midnight
     assert HOURLY.bounds(FEB) == midnight
-    low, high = DAILY.bounds(date(2018, 12, 1))
+    low, high = DAILY.bounds(Month(2018, 12))
     assert (low, high) == (date(2018, 12, 1), date(2019, 1, 1))
     assert not isinstance(low, datetime) and not isinstance(high, datetime)
     assert READINGS.staging_name(FEB, "ab12") == "sensor_readings_y2019m02_ab12"
@@ -115,7 +116,7 @@ def test_a_staging_table_gets_the_parents_owner_and_the_months_check(
         assert len(checks) == 1
     low, high = READINGS.bounds(FEB)
     staging = READINGS.identifier(FEB, "t1")
-    for outside in (READINGS.bounds(date(2019, 1, 1))[0], high):
+    for outside in (READINGS.bounds(Month(2019, 1))[0], high):
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, 1, 1)").format(staging), (outside,))
     conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, 1, 1)").format(staging), (low,))

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import dagster as dg
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.core.months import month_bounds, parse_month
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.defs.ingestion.partitions import month_backfill_policy, monthly_partitions
 from bangkok_pipeline.defs.ingestion.resources import DATABASE_RETRY_POLICY, LayersResource
@@ -80,11 +80,11 @@ def _is_live(instance: dg.DagsterInstance) -> Callable[[str], bool]:
 
 
 def _data_reaches_month_end(
-    month: str, last_ts: str | None, max_silence_hours: float
+    month: Month, last_ts: str | None, max_silence_hours: float
 ) -> dg.AssetCheckResult:
     """Warn when a month's readings stop before its end (or, for the month under way, before
     now): the data stopped arriving."""
-    _, month_end = month_bounds(parse_month(month))
+    _, month_end = month.bounds
     horizon = min(month_end, datetime.now(BANGKOK_TZ))
     last = datetime.fromisoformat(last_ts) if last_ts else None
     silence_hours = (horizon - last).total_seconds() / 3600 if last else float("inf")
@@ -169,7 +169,7 @@ def raw_readings(
 def validated_readings(
     context: dg.AssetExecutionContext, config: ValidationConfig, layers: LayersResource
 ) -> dg.MaterializeResult:
-    month = context.partition_key
+    month = Month.parse(context.partition_key)
     try:
         result = validate_month(_run_layers(context, layers, RAW))
     except LayerMissing as error:

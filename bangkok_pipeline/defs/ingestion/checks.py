@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from bangkok_pipeline.core.months import parse_month
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.defs.ingestion.assets import HOURLY, READINGS
 from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
 from bangkok_pipeline.defs.resources import PostgresResource
@@ -22,7 +22,7 @@ _COMPLETENESS_WARNING = 0.9
 def reconciliation(
     context: dg.AssetCheckExecutionContext, database: PostgresResource
 ) -> dg.AssetCheckResult:
-    month = parse_month(context.partition_key)
+    month = Month.parse(context.partition_key)
     with database.connection(autocommit=True) as conn:
         if not quality.partition_exists(conn, month):
             return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
@@ -44,7 +44,7 @@ def reconciliation(
 def coverage(
     context: dg.AssetCheckExecutionContext, database: PostgresResource
 ) -> dg.AssetCheckResult:
-    month = parse_month(context.partition_key)
+    month = Month.parse(context.partition_key)
     with database.connection() as conn:
         sensors = quality.coverage(conn, month)
     present = sum(s.present for s in sensors)
@@ -83,7 +83,7 @@ def coverage(
 def aggregates_match_raw(
     context: dg.AssetCheckExecutionContext, database: PostgresResource
 ) -> dg.AssetCheckResult:
-    month = parse_month(context.partition_key)
+    month = Month.parse(context.partition_key)
     with database.connection() as conn:
         mismatches = quality.aggregate_mismatches(conn, month)
     return dg.AssetCheckResult(
@@ -106,7 +106,7 @@ def aggregates_match_raw(
 def api_roles_cannot_bypass_rls(
     context: dg.AssetCheckExecutionContext, database: PostgresResource
 ) -> dg.AssetCheckResult:
-    month = parse_month(context.partition_key)
+    month = Month.parse(context.partition_key)
     with database.connection() as conn:
         leaks = access.privilege_leaks(conn)
         gaps = access.rls_gaps(conn)

@@ -6,11 +6,11 @@ Keys are `YYYY-MM`; a month starts at 00:00 Asia/Bangkok on its first day.
 import dagster as dg
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.core.months import month_key, next_month, parse_month
+from bangkok_pipeline.core.months import Month
 
 monthly_partitions = dg.MonthlyPartitionsDefinition(
     start_date=settings.DATA_FIRST_MONTH,
-    end_date=month_key(next_month(parse_month(settings.last_month()))),
+    end_date=str(Month.parse(settings.last_month()).next()),
     timezone="Asia/Bangkok",
     fmt="%Y-%m",
 )

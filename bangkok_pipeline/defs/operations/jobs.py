@@ -3,7 +3,6 @@
 import dagster as dg
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.core.months import month_key
 from bangkok_pipeline.defs.operations.assets import DATABASE
 from bangkok_pipeline.defs.operations.checks import database_health
 from bangkok_pipeline.defs.resources import PostgresResource
@@ -22,17 +21,15 @@ def premake_partitions(context: dg.OpExecutionContext, database: PostgresResourc
         report = maintenance.premake(conn, settings.premake_months())
     context.log.info(report.summary())
     if report.gaps:
-        context.log.warning(
-            f"gaps in the loaded range: {', '.join(month_key(m) for m in report.gaps)}"
-        )
+        context.log.warning(f"gaps in the loaded range: {', '.join(str(m) for m in report.gaps)}")
     context.log_event(
         dg.AssetObservation(
             asset_key=DATABASE,
             metadata={
-                "premake_window": [month_key(m) for m in report.window],
+                "premake_window": [str(m) for m in report.window],
                 "created": report.created,
                 "skipped": report.skipped,
-                "gaps": [month_key(m) for m in report.gaps],
+                "gaps": [str(m) for m in report.gaps],
             },
         )
     )
@@ -62,8 +59,8 @@ def apply_retention(context: dg.OpExecutionContext, database: PostgresResource) 
         dg.AssetObservation(
             asset_key=DATABASE,
             metadata={
-                "archived": [month_key(m) for m in plan.archive],
-                "aggregates_dropped": [month_key(m) for m in plan.drop_aggregates],
+                "archived": [str(m) for m in plan.archive],
+                "aggregates_dropped": [str(m) for m in plan.drop_aggregates],
                 "archive_dir": str(settings.archive_dir()),
             },
         )

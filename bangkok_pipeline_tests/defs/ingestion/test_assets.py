@@ -12,14 +12,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import psycopg
 import pytest
 
-from bangkok_pipeline.core.months import month_bounds
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.defs.ingestion.assets import (
     _data_reaches_month_end,
     load_month_partitions,
@@ -97,7 +96,7 @@ class Loaded:
 def loaded(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     home = tmp_path_factory.mktemp("home")
     source = tmp_path_factory.mktemp("source")
-    generate(source, [date(2019, 2, 1)], seed=7, defects=True)
+    generate(source, [Month(2019, 2)], seed=7, defects=True)
     with pytest.MonkeyPatch.context() as patch, new_database(server_url, migrate=True) as url:
         patch.setenv("BANGKOK_HOME", str(home))
         state = Loaded(url, source, home)
@@ -109,7 +108,7 @@ def loaded(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def test_loaded_readings_equal_the_manifest_exactly(loaded: Loaded) -> None:
     expected = loaded.manifest["totals"][MONTH]["valid_readings"]
-    low, high = month_bounds(date(2019, 2, 1))
+    low, high = Month(2019, 2).bounds
     assert loaded.query(
         "SELECT count(*) FROM sensor_readings WHERE ts >= %s AND ts < %s", (low, high)
     ) == [(expected,)]
@@ -383,8 +382,8 @@ def test_coverage_map_accounts_for_every_expected_minute(loaded: Loaded) -> None
 
 
 def test_a_month_whose_data_stops_early_is_flagged() -> None:
-    stopped = _data_reaches_month_end("2019-02", "2019-02-15 10:00:00+07:00", 2.0)
+    stopped = _data_reaches_month_end(Month(2019, 2), "2019-02-15 10:00:00+07:00", 2.0)
     assert not stopped.passed and stopped.severity == dg.AssetCheckSeverity.WARN
     assert stopped.metadata["hours_without_data"].value == 13 * 24 + 14
-    assert _data_reaches_month_end("2019-02", "2019-02-28 23:59:00+07:00", 2.0).passed
-    assert not _data_reaches_month_end("2019-02", None, 2.0).passed
+    assert _data_reaches_month_end(Month(2019, 2), "2019-02-28 23:59:00+07:00", 2.0).passed
+    assert not _data_reaches_month_end(Month(2019, 2), None, 2.0).passed

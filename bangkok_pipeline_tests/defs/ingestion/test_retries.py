@@ -2,13 +2,13 @@
 
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import psycopg
 import pytest
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.connection import is_transient
 from bangkok_pipeline.defs.ingestion.assets import (
     load_month_partitions,
@@ -43,7 +43,7 @@ def test_a_connection_killed_mid_copy_is_retried_and_the_load_succeeds(
 ) -> None:
     monkeypatch.setenv("BANGKOK_HOME", str(tmp_path / "home"))
     source = tmp_path / "source"
-    manifest = generate(source, [date(2019, 2, 1)], seed=11)
+    manifest = generate(source, [Month(2019, 2)], seed=11)
     killed: list[int] = []
 
     def kill_first_copy() -> None:
@@ -78,7 +78,7 @@ def test_a_schema_mismatch_fails_at_once_without_retry(
 ) -> None:
     monkeypatch.setenv("BANGKOK_HOME", str(tmp_path / "home"))
     source = tmp_path / "source"
-    generate(source, [date(2019, 2, 1)], seed=11)
+    generate(source, [Month(2019, 2)], seed=11)
     with psycopg.connect(migrated_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE load_log RENAME COLUMN rows_read TO rows_seen")
     result = _materialize(migrated_url, source)

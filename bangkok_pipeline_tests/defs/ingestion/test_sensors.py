@@ -11,7 +11,7 @@ import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.db.connection import dagster_storage_url
 from bangkok_pipeline.defs.ingestion.assets import raw_readings
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.integration
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two months (2018-07, 2018-08) of all seven floors."""
     out = tmp_path_factory.mktemp("generated")
-    generate(out, [date(2018, 7, 1), date(2018, 8, 1)], seed=3)
+    generate(out, [Month(2018, 7), Month(2018, 8)], seed=3)
     (out / "manifest.json").unlink()
     return out
 
