@@ -91,10 +91,11 @@ def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def load_directly(url: str, source: Path, month: str, home: Path) -> int:
     """Extract, validate and load one month with the library (no Dagster); the rows loaded."""
+    from bangkok_pipeline.core.months import Month
     from bangkok_pipeline.transform.layers import run_layers
     from bangkok_pipeline.warehouse.ingest import extract_raw_month, load_month, validate_month
 
-    layers = run_layers(month, f"test-{month}-{uuid.uuid4().hex[:6]}", home=home)
+    layers = run_layers(Month.parse(month), f"test-{month}-{uuid.uuid4().hex[:6]}", home=home)
     with psycopg.connect(url, autocommit=True) as conn:
         extract_raw_month(conn, source, layers)
         validate_month(layers)

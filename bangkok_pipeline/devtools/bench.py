@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from bangkok_pipeline.core import settings
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.transform.layers import layer_dir
@@ -39,7 +40,7 @@ def _peak_rss_mb() -> float:
 
 
 def _iter(month: str) -> Iterator[pl.DataFrame]:
-    path = layer_dir("validated", month) / "readings.parquet"  # published by the load
+    path = layer_dir("validated", Month.parse(month)) / "readings.parquet"  # published by load
     for batch in pq.ParquetFile(path).iter_batches(batch_size=1_000_000):
         yield pl.from_arrow(batch)  # type: ignore[misc]
 

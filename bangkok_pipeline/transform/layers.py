@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bangkok_pipeline.core import settings
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.runtime.failures import os_error_number
 
 LAYERS = ("raw", "validated")
@@ -37,9 +38,9 @@ def layers_root(home: Path | None = None) -> Path:
     return (home or settings.bangkok_home()) / "layers"
 
 
-def layer_dir(layer: str, month: str, home: Path | None = None) -> Path:
+def layer_dir(layer: str, month: Month, home: Path | None = None) -> Path:
     """The month's published layer: what the last successful load of the month read."""
-    return layers_root(home) / layer / month
+    return layers_root(home) / layer / month.key
 
 
 def private_dir(path: Path) -> Path:
@@ -59,13 +60,13 @@ class RunLayers:
     """
 
     root: Path  # BANGKOK_HOME/layers
-    month: str
+    month: Month
     run_id: str
     lineage: tuple[str, ...] = ()
     published_fallback: bool = False
 
     def _run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / self.month / run_id
+        return self.root / "runs" / self.month.key / run_id
 
     def write_dir(self, layer: str) -> Path:
         return self._run_dir(self.run_id) / layer
@@ -77,7 +78,7 @@ class RunLayers:
             candidate = self._run_dir(run_id) / layer
             if candidate.is_dir():
                 return candidate
-        published = self.root / layer / self.month
+        published = self.root / layer / self.month.key
         if self.published_fallback and published.is_dir():
             return self._snapshot(layer, published)
         upstream = "raw_readings" if layer == "raw" else "validated_readings"
@@ -104,15 +105,15 @@ class RunLayers:
                 source = self.read_dir(layer)
             except LayerMissing:
                 continue
-            _replace(self.root / layer / self.month, source)
-        month_runs = self.root / "runs" / self.month
+            _replace(self.root / layer / self.month.key, source)
+        month_runs = self.root / "runs" / self.month.key
         for folder in month_runs.iterdir() if month_runs.is_dir() else ():
             if folder.name == self.run_id or not is_live(folder.name):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_layers(
-    month: str,
+    month: Month,
     run_id: str,
     lineage: tuple[str, ...] = (),
     home: Path | None = None,

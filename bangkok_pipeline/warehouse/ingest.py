@@ -60,7 +60,7 @@ class RawMonth:
     extended. `skipped` names files that are not CU-BEMS files at all.
     """
 
-    month: str
+    month: Month
     files: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     without_lines: list[str] = field(default_factory=list)
@@ -137,7 +137,7 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
     """
     month = layers.month
     files, skipped = source_files(source_dir)
-    year = Month.parse(month).year
+    year = month.year
     last = settings.last_month()
     result = RawMonth(month, skipped=skipped)
     states: dict[str, FileState] = {}
@@ -160,7 +160,7 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
                 raise IngestError(str(error)) from None
             except OSError as error:
                 raise IngestError(f"{path.name}: cannot read ({error.strerror})") from None
-            raw = raw_month_frame(source, month)
+            raw = raw_month_frame(source, month.key)
             result.waiting += _waiting_lines(source, last)
             if raw.is_empty():
                 result.without_lines.append(_without_lines(source, source_file.floor, month))
@@ -184,7 +184,7 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
                     "size": state.size,
                     "mtime_ns": state.mtime_ns,
                     "header_digest": state.header,
-                    "month_digest": state.months.get(month),
+                    "month_digest": state.months.get(month.key),
                 },
             }
             result.files.append(entry)
@@ -200,7 +200,7 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
             sensors = register_floor(conn, floor, known)
             entry["sensor_ids"] = {c.column: sensors.ids[c.column] for c in known}
             entry["sensor_kinds"] = {str(sensors.ids[c.column]): c.kind for c in known}
-        result.month_digest = DirectoryState(states).month_digests().get(month, "")
+        result.month_digest = DirectoryState(states).month_digests().get(month.key, "")
         write_json(
             folder / "manifest.json",
             {
@@ -226,7 +226,7 @@ def _waiting_lines(source: SourceText, last: str) -> list[str]:
     ]
 
 
-def _without_lines(source: SourceText, floor: int, month: str) -> str:
+def _without_lines(source: SourceText, floor: int, month: Month) -> str:
     """Why a file of the month's year contributes no line to it (its floor then counts as 0 %)."""
     months = source.months()
     if not months:
@@ -239,7 +239,7 @@ def _without_lines(source: SourceText, floor: int, month: str) -> str:
 
 @dataclass
 class ValidatedMonth:
-    month: str
+    month: Month
     rows_read: int  # data lines
     cells: int
     readings: int
@@ -295,7 +295,7 @@ class _FileResult:
     identical_duplicate_lines: int = 0
 
 
-def _validate_file(raw: pl.DataFrame, entry: dict[str, Any], month: str) -> _FileResult:
+def _validate_file(raw: pl.DataFrame, entry: dict[str, Any], month: Month) -> _FileResult:
     if raw.is_empty():  # a file without a line of the month: no readings, its floor 0 % complete
         return _FileResult(
             pl.DataFrame(schema=_VALID_SCHEMA), pl.DataFrame(schema=QUARANTINE_SCHEMA)
@@ -304,8 +304,8 @@ def _validate_file(raw: pl.DataFrame, entry: dict[str, Any], month: str) -> _Fil
     valid_parts, quarantine_parts = [], []
     result = _FileResult(pl.DataFrame(), pl.DataFrame())
     for part in _day_slices(raw):
-        long = long_readings(part, entry["file"], entry["floor"], month, entry["sensor_ids"])
-        valid, rejected = validate_readings(long.readings, kinds, month, entry["file"])
+        long = long_readings(part, entry["file"], entry["floor"], month.key, entry["sensor_ids"])
+        valid, rejected = validate_readings(long.readings, kinds, month.key, entry["file"])
         valid_parts.append(valid.select("ts", "sensor_id", pl.col("value").cast(pl.Float32)))
         quarantine_parts += [long.quarantine, rejected]
         result.lines += long.lines
@@ -322,8 +322,7 @@ def validate_month(layers: RunLayers) -> ValidatedMonth:
     month = layers.month
     raw_dir = layers.read_dir("raw")
     manifest = read_json(raw_dir / "manifest.json")
-    calendar_month = Month.parse(month)
-    minutes = calendar_month.minutes
+    minutes = month.minutes
     quarantines, fingerprints, gaps, coverages = [], [], [], []
     counts = {"lines": 0, "cells": 0, "readings": 0, "empty": 0, "identical": 0, "expected": 0}
     floor_present: dict[int, int] = {}
@@ -351,9 +350,9 @@ def validate_month(layers: RunLayers) -> ValidatedMonth:
             quarantines.append(checked.quarantine)
             fingerprints.append(frame_fingerprints(valid))
             sensor_ids = sorted(set(entry["sensor_ids"].values()))
-            file_gaps = gap_segments(valid, sensor_ids, calendar_month)
+            file_gaps = gap_segments(valid, sensor_ids, month)
             gaps.append(file_gaps)
-            coverages.append(coverage_summary(valid, file_gaps, sensor_ids, calendar_month))
+            coverages.append(coverage_summary(valid, file_gaps, sensor_ids, month))
             expected = minutes * len(entry["sensor_ids"])
             floor_present[entry["floor"]] = floor_present.get(entry["floor"], 0) + valid.height
             floor_expected[entry["floor"]] = floor_expected.get(entry["floor"], 0) + expected
@@ -438,7 +437,7 @@ def load_month(
     started = time.perf_counter()
     result = MonthLoader(
         conn=conn,
-        month=Month.parse(layers.month),
+        month=layers.month,
         batches=_parquet_batches(folder / "readings.parquet"),
         fingerprints=pl.read_parquet(folder / "fingerprints.parquet"),
         quarantine=pl.read_parquet(folder / "quarantine.parquet"),

@@ -16,6 +16,7 @@ import polars as pl
 import psycopg
 import pytest
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.source.files import (
     SourceError,
@@ -120,7 +121,9 @@ def test_the_month_fails_and_registers_nothing(
         psycopg.connect(migrated_url, autocommit=True) as conn,
         pytest.raises(IngestError, match=r"^2018Floor1\.csv: none of its 5 data lines .* line 2: "),
     ):
-        extract_raw_month(conn, source, run_layers(MONTH, "test", home=tmp_path / "home"))
+        extract_raw_month(
+            conn, source, run_layers(Month.parse(MONTH), "test", home=tmp_path / "home")
+        )
     assert query(migrated_url, "SELECT count(*) FROM sensors") == [(0,)]
 
 
@@ -188,7 +191,7 @@ def test_lines_of_another_year_or_before_the_first_partition_are_quarantined(
             "2018Floor1.csv",
         ),
     ]
-    assert validated_summary(layer_dir("validated", MONTH, home))["rows_read"] == 72
+    assert validated_summary(layer_dir("validated", Month.parse(MONTH), home))["rows_read"] == 72
 
 
 def test_misdated_lines_change_the_digest_of_the_month_that_quarantines_them(
@@ -222,7 +225,9 @@ def test_lines_after_the_last_partition_wait_and_are_reported(
         },
     )
     with psycopg.connect(migrated_url, autocommit=True) as conn:
-        raw = extract_raw_month(conn, source, run_layers(MONTH, "test", home=tmp_path / "home"))
+        raw = extract_raw_month(
+            conn, source, run_layers(Month.parse(MONTH), "test", home=tmp_path / "home")
+        )
     assert raw.lines == 2  # July only: August is neither loaded into July nor quarantined
     assert raw.waiting == [
         "2018Floor1.csv: 3 lines of 2018-08 have no partition yet (the last is 2018-07): "
@@ -230,7 +235,10 @@ def test_lines_after_the_last_partition_wait_and_are_reported(
         "2019Floor1.csv: year 2019 has no partition yet (the last is 2018-07): "
         "raise CUBEMS_LAST_MONTH to load it",
     ]
-    assert validate_month(run_layers(MONTH, "test", home=tmp_path / "home")).quarantined == 0
+    assert (
+        validate_month(run_layers(Month.parse(MONTH), "test", home=tmp_path / "home")).quarantined
+        == 0
+    )
 
 
 # --- seconds ---------------------------------------------------------------------------------
@@ -323,7 +331,7 @@ def test_a_header_only_file_is_reported_and_its_floor_counts_as_missing(
     )
     home = tmp_path / "home"
     with psycopg.connect(migrated_url, autocommit=True) as conn:
-        raw = extract_raw_month(conn, source, run_layers(MONTH, "test", home=home))
+        raw = extract_raw_month(conn, source, run_layers(Month.parse(MONTH), "test", home=home))
     assert raw.without_lines == [
         "2018Floor1.csv: header only, no data lines: floor 1 has no readings for 2018-07"
     ]
@@ -331,7 +339,7 @@ def test_a_header_only_file_is_reported_and_its_floor_counts_as_missing(
         ("2018Floor1.csv", 0),
         ("2018Floor2.csv", 3),
     ]
-    validated = validate_month(run_layers(MONTH, "test", home=home))
+    validated = validate_month(run_layers(Month.parse(MONTH), "test", home=home))
     assert validated.completeness_by_floor["1"] == 0.0
     assert validated.completeness_by_floor["2"] > 0
     assert validated.readings == 6
@@ -350,7 +358,9 @@ def test_a_month_no_file_has_lines_for_names_why(migrated_url: str, tmp_path: Pa
         psycopg.connect(migrated_url, autocommit=True) as conn,
         pytest.raises(IngestError) as error,
     ):
-        extract_raw_month(conn, source, run_layers(MONTH, "test", home=tmp_path / "home"))
+        extract_raw_month(
+            conn, source, run_layers(Month.parse(MONTH), "test", home=tmp_path / "home")
+        )
     assert str(error.value) == (
         f"no source rows for 2018-07 in {source}: nothing to load (2018Floor1.csv: header only, "
         "no data lines: floor 1 has no readings for 2018-07; 2018Floor2.csv: no line of 2018-07, "
@@ -382,7 +392,9 @@ def test_a_file_no_month_can_load_is_refused_before_any_sensor_is_registered(
         psycopg.connect(migrated_url, autocommit=True) as conn,
         pytest.raises(IngestError) as error,
     ):
-        extract_raw_month(conn, source, run_layers(MONTH, "test", home=tmp_path / "home"))
+        extract_raw_month(
+            conn, source, run_layers(Month.parse(MONTH), "test", home=tmp_path / "home")
+        )
     assert str(error.value) == (
         f"{message}: no month loads while such a file is in {source}; remove or rename it"
     )

@@ -250,7 +250,9 @@ def test_another_loader_login_replaces_the_month(world: World) -> None:
         second = access.create_login(conn, name, access.LOADER_ROLE, act_as_member=True)
     try:
         with psycopg.connect(second.url(world.url), autocommit=True) as conn:
-            load_month(conn, run_layers(MONTH, "second-loader", published_fallback=True))
+            load_month(
+                conn, run_layers(Month.parse(MONTH), "second-loader", published_fallback=True)
+            )
         owned = world.owner("SELECT count(*) FROM pg_class WHERE relowner = %s::regrole", (name,))
         assert owned == [(0,)]  # its sessions act as bangkok_loader, which owns the partitions
     finally:

@@ -97,8 +97,8 @@ def test_a_tenant_holding_the_old_advisory_keys_blocks_no_load(
 
 def _validated(prepared: Prepared, tiny_source: Path) -> None:
     """2019-02 extracted, validated and published in the home (once per module)."""
-    if not layer_dir("validated", "2019-02", prepared.home).exists():
-        layers = run_layers("2019-02", "prepare", home=prepared.home)
+    if not layer_dir("validated", FEB, prepared.home).exists():
+        layers = run_layers(FEB, "prepare", home=prepared.home)
         with psycopg.connect(prepared.url, autocommit=True) as conn:
             extract_raw_month(conn, tiny_source, layers)
         validate_month(layers)
@@ -107,7 +107,7 @@ def _validated(prepared: Prepared, tiny_source: Path) -> None:
 
 def _from_published(prepared: Prepared, run_id: str) -> RunLayers:
     """A load of the published layer, as an asset materialized on its own reads it."""
-    return run_layers("2019-02", run_id, home=prepared.home, published_fallback=True)
+    return run_layers(FEB, run_id, home=prepared.home, published_fallback=True)
 
 
 @pytest.mark.timeout(180)

@@ -270,8 +270,9 @@ import sys
 import psycopg
 from bangkok_pipeline.warehouse.ingest import load_month
 from bangkok_pipeline.transform.layers import run_layers
+from bangkok_pipeline.core.months import Month
 with psycopg.connect(sys.argv[1], autocommit=True, application_name="killed-load") as conn:
-    load_month(conn, run_layers(sys.argv[2], "doomed-run", published_fallback=True))
+    load_month(conn, run_layers(Month.parse(sys.argv[2]), "doomed-run", published_fallback=True))
 """
 
 

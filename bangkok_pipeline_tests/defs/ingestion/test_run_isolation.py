@@ -12,6 +12,7 @@ import dagster as dg
 import psycopg
 import pytest
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.defs.ingestion.assets import (
     load_month_partitions,
     raw_readings,
@@ -61,8 +62,8 @@ def test_library_steps_of_two_interleaved_runs_read_only_their_own_layers(
 ) -> None:
     """The old per-month layer let run A validate and load run B's raw files."""
     bad = _with_bad_cells(tiny_source, tmp_path / "bad")
-    first = run_layers(MONTH, "run-a", home=tmp_path)
-    second = run_layers(MONTH, "run-b", home=tmp_path)
+    first = run_layers(Month.parse(MONTH), "run-a", home=tmp_path)
+    second = run_layers(Month.parse(MONTH), "run-b", home=tmp_path)
     with psycopg.connect(migrated_url, autocommit=True) as conn:
         extract_raw_month(conn, tiny_source, first)
         extract_raw_month(conn, bad, second)
@@ -77,7 +78,7 @@ def test_library_steps_of_two_interleaved_runs_read_only_their_own_layers(
     assert not (tmp_path / "layers" / "runs" / MONTH).exists() or not any(
         (tmp_path / "layers" / "runs" / MONTH).iterdir()
     )
-    assert (layer_dir("raw", MONTH, tmp_path) / "manifest.json").exists()
+    assert (layer_dir("raw", Month.parse(MONTH), tmp_path) / "manifest.json").exists()
 
 
 def test_two_concurrent_materializations_of_a_month_each_load_their_own_source(
@@ -138,7 +139,7 @@ def test_a_reload_that_drops_a_floor_is_refused_unless_allowed(
     fewer = tmp_path / "fewer"
     shutil.copytree(tiny_source, fewer)
     (fewer / "2019Floor1.csv").unlink()
-    layers = run_layers(MONTH, "shrinking", home=tmp_path)
+    layers = run_layers(Month.parse(MONTH), "shrinking", home=tmp_path)
     with psycopg.connect(migrated_url, autocommit=True) as conn:
         extract_raw_month(conn, fewer, layers)
         validate_month(layers)
@@ -191,18 +192,18 @@ def test_the_load_asset_refuses_a_shrink_and_its_config_allows_it(
 def test_a_run_reads_its_own_layers_then_its_parents_and_never_the_published_ones(
     tmp_path: Path,
 ) -> None:
-    parent = run_layers(MONTH, "parent", home=tmp_path)
+    parent = run_layers(Month.parse(MONTH), "parent", home=tmp_path)
     (parent.write_dir("raw")).mkdir(parents=True)
-    child = run_layers(MONTH, "child", lineage=("parent",), home=tmp_path)
+    child = run_layers(Month.parse(MONTH), "child", lineage=("parent",), home=tmp_path)
     assert child.read_dir("raw") == parent.write_dir("raw")
-    published = layer_dir("validated", MONTH, tmp_path)
+    published = layer_dir("validated", Month.parse(MONTH), tmp_path)
     published.mkdir(parents=True)
     (published / "summary.json").write_text("{}")
     with pytest.raises(LayerMissing, match="materialize validated_readings for 2019-02"):
         child.read_dir("validated")  # a re-execution must not pick up another run's layer
     with pytest.raises(LayerMissing):
-        run_layers(MONTH, "full-run", home=tmp_path).read_dir("validated")
-    alone = run_layers(MONTH, "alone", home=tmp_path, published_fallback=True)
+        run_layers(Month.parse(MONTH), "full-run", home=tmp_path).read_dir("validated")
+    alone = run_layers(Month.parse(MONTH), "alone", home=tmp_path, published_fallback=True)
     snapshot = alone.read_dir("validated")  # an asset materialized on its own
     assert snapshot == alone.write_dir("validated")
     assert (snapshot / "summary.json").stat().st_ino == (published / "summary.json").stat().st_ino
@@ -210,12 +211,14 @@ def test_a_run_reads_its_own_layers_then_its_parents_and_never_the_published_one
 
 def test_publishing_keeps_live_runs_layers_and_removes_finished_ones(tmp_path: Path) -> None:
     for run_id in ("done", "live", "winner"):
-        run_layers(MONTH, run_id, home=tmp_path).write_dir("raw").mkdir(parents=True)
-    winner = run_layers(MONTH, "winner", home=tmp_path)
+        run_layers(Month.parse(MONTH), run_id, home=tmp_path).write_dir("raw").mkdir(parents=True)
+    winner = run_layers(Month.parse(MONTH), "winner", home=tmp_path)
     winner.write_dir("validated").mkdir()
     winner.publish(is_live=lambda run_id: run_id == "live")
     runs = tmp_path / "layers" / "runs" / MONTH
     assert sorted(p.name for p in runs.iterdir()) == ["live"]
-    assert layer_dir("raw", MONTH, tmp_path).is_dir()
-    assert layer_dir("validated", MONTH, tmp_path).is_dir()
-    assert oct(layer_dir("raw", MONTH, tmp_path).parent.stat().st_mode & 0o777) == "0o700"
+    assert layer_dir("raw", Month.parse(MONTH), tmp_path).is_dir()
+    assert layer_dir("validated", Month.parse(MONTH), tmp_path).is_dir()
+    assert (
+        oct(layer_dir("raw", Month.parse(MONTH), tmp_path).parent.stat().st_mode & 0o777) == "0o700"
+    )
