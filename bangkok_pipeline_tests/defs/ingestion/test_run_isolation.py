@@ -7,6 +7,7 @@ the layer tests at the end are file-system only.
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg
@@ -43,6 +44,25 @@ def _with_bad_cells(source: Path, target: Path) -> Path:
         lines[10 + offset] = ",".join(fields)
     path.write_text("".join(lines))
     return target
+
+
+def _materialize(
+    url: str, source: Path, run_config: dict[str, Any] | None = None
+) -> dg.ExecuteInProcessResult:
+    """The three ingestion assets for MONTH, in an instance of their own."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        return dg.materialize(
+            ASSETS,
+            partition_key=MONTH,
+            resources={
+                "database": PostgresResource(database_url=url),
+                "source": SourceDirectory(path=str(source)),
+                "layers": LayersResource(),
+            },
+            run_config=run_config,
+            instance=instance,
+            raise_on_error=False,
+        )
 
 
 def _state(url: str) -> tuple[list[tuple], list[tuple]]:
@@ -92,18 +112,7 @@ def test_two_concurrent_materializations_of_a_month_each_load_their_own_source(
     results: dict[str, dg.ExecuteInProcessResult] = {}
 
     def materialize(name: str, source: Path) -> None:
-        with dg.DagsterInstance.ephemeral() as instance:
-            results[name] = dg.materialize(
-                ASSETS,
-                partition_key=MONTH,
-                resources={
-                    "database": PostgresResource(database_url=migrated_url),
-                    "source": SourceDirectory(path=str(source)),
-                    "layers": LayersResource(),
-                },
-                instance=instance,
-                raise_on_error=False,
-            )
+        results[name] = _materialize(migrated_url, source)
 
     threads = [
         threading.Thread(target=materialize, args=("clean", tiny_source)),
@@ -166,18 +175,8 @@ def test_the_load_asset_refuses_a_shrink_and_its_config_allows_it(
         (fewer / f"2019Floor{floor}.csv").unlink()
 
     def materialize(allow: bool) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            ASSETS,
-            partition_key=MONTH,
-            resources={
-                "database": PostgresResource(database_url=migrated_url),
-                "source": SourceDirectory(path=str(fewer)),
-                "layers": LayersResource(),
-            },
-            run_config={"ops": {"load_month": {"config": {"allow_shrink": allow}}}},
-            instance=dg.DagsterInstance.ephemeral(),
-            raise_on_error=False,
-        )
+        config = {"ops": {"load_month": {"config": {"allow_shrink": allow}}}}
+        return _materialize(migrated_url, fewer, config)
 
     refused = materialize(allow=False)
     assert not refused.success
