@@ -128,7 +128,7 @@ def _prepare() -> str:
 
 def _load(args: argparse.Namespace) -> int:
     """Migrate, make sure there is source data, and materialize the months through Dagster."""
-    from bangkok_pipeline.runtime.failures import exception_links, summarize
+    from bangkok_pipeline.core.failures import exception_links, summarize
     from bangkok_pipeline.runtime.headless import Interrupted, interruptible
 
     try:

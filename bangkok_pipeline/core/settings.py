@@ -149,6 +149,17 @@ def parse_size(text: str) -> int:
         ) from None
 
 
+def format_size(size: float, unit: str | None = None) -> str:
+    """Bytes for people, in binary units: `409.2 MB`, `812 B`; `unit` fixes the unit (e.g. MB)."""
+    if unit is not None:
+        return f"{size / _SIZE_UNITS[unit]:,.1f} {unit}"
+    for name in ("B", "kB", "MB", "GB"):
+        if abs(size) < 1024 or name == "GB":
+            return f"{size:,.0f} {name}" if name == "B" else f"{size:,.1f} {name}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
 def database_budget_bytes() -> int:
     """The database size that health compares against, warning at 80 % (`BANGKOK_DB_BUDGET`;
     e.g. 500MB on a free hosted tier)."""

@@ -5,11 +5,11 @@ Why a week: a whole month is ~9 M readings and takes ~25 s to load; a week is ~2
 a few seconds, yet still has every floor, zone and channel, gaps, and defects to quarantine.
 """
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from bangkok_pipeline.core.files import replacing_file
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.source.layout import parse_file_name
@@ -31,9 +31,8 @@ def keep_first_days(path: Path, days: int) -> None:
             continue
         resume = data.find(f"\n{month.next()}-".encode(), cut)
         data = data[: cut + 1] + (data[resume + 1 :] if resume != -1 else b"")
-    part = path.with_name(f".{path.name}.part")
-    part.write_bytes(data)
-    os.replace(part, path)
+    with replacing_file(path) as part:
+        part.write_bytes(data)
 
 
 def write_sample(out: Path, seed: int = 42) -> list[Path]:

@@ -31,6 +31,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
+from bangkok_pipeline.core.files import replacing_file
+from bangkok_pipeline.core.settings import format_size
 from bangkok_pipeline.db.connection import connect, describe
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH
 from bangkok_pipeline.db.queries import query
@@ -86,7 +88,7 @@ class BackupResult:
     def summary(self) -> str:
         pruned = f"; removed {len(self.pruned)} older backup(s)" if self.pruned else ""
         roles = f" and {roles_file(self.file).name} ({', '.join(self.roles)})" if self.roles else ""
-        return f"wrote {self.file} ({self.bytes / 1024**2:,.1f} MB){roles}{pruned}"
+        return f"wrote {self.file} ({format_size(self.bytes, 'MB')}){roles}{pruned}"
 
 
 def default_name(now: datetime | None = None) -> str:
@@ -103,28 +105,21 @@ def backup(url: str, out: Path | None, directory: Path, keep: int) -> BackupResu
         raise BackupError(f"cannot write to {target.parent}: {error.strerror or error}") from None
     with connect(url, autocommit=True) as conn:
         roles = referenced_roles(conn)
-    part = target.with_name(f".{target.name}.part")
     conninfo, env = _client(url)
     try:
-        result = _run(
-            [str(POSTGRES_BIN_PATH / "pg_dump"), "--format=custom", f"--file={part}", conninfo],
-            env,
-        )
-        if result.returncode != 0:
-            raise BackupError(f"pg_dump failed for {describe(url)}: {_last_line(result)}")
-        listed = _run([str(POSTGRES_BIN_PATH / "pg_restore"), "--list", str(part)])
-        if listed.returncode != 0:
-            raise BackupError(f"the new backup does not read back: {_last_line(listed)}")
-        if roles:
-            sidecar = roles_file(target)
-            sidecar_part = sidecar.with_name(f".{sidecar.name}.part")
-            sidecar_part.write_text(json.dumps(roles, indent=2) + "\n")
-            os.replace(sidecar_part, sidecar)
-        os.replace(part, target)
+        with replacing_file(target) as part:
+            command = [str(POSTGRES_BIN_PATH / "pg_dump"), "--format=custom", f"--file={part}"]
+            result = _run([*command, conninfo], env)
+            if result.returncode != 0:
+                raise BackupError(f"pg_dump failed for {describe(url)}: {_last_line(result)}")
+            listed = _run([str(POSTGRES_BIN_PATH / "pg_restore"), "--list", str(part)])
+            if listed.returncode != 0:
+                raise BackupError(f"the new backup does not read back: {_last_line(listed)}")
+            if roles:
+                with replacing_file(roles_file(target)) as sidecar:
+                    sidecar.write_text(json.dumps(roles, indent=2) + "\n")
     except OSError as error:
         raise BackupError(f"cannot write {target}: {error.strerror or error}") from None
-    finally:
-        part.unlink(missing_ok=True)
     pruned = prune(target.parent, keep)
     return BackupResult(target, target.stat().st_size, [r["name"] for r in roles], pruned)
 

@@ -19,6 +19,7 @@ from psycopg import sql
 
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.core.settings import format_size
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import DatabaseUnavailable, connect, describe, embedded_server
 from bangkok_pipeline.db.queries import query
@@ -270,14 +271,6 @@ def _connections(conn: psycopg.Connection, limits: Limits) -> Finding:
     )
 
 
-def _size(value: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(value) < 1024 or unit == "GB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def _database_size(conn: psycopg.Connection, limits: Limits) -> Finding:
     row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     assert row is not None
@@ -288,7 +281,7 @@ def _database_size(conn: psycopg.Connection, limits: Limits) -> Finding:
     return Finding(
         "database_size",
         status,
-        f"{_size(size)} of the {_size(limits.budget_bytes)} budget ({share:.0%}; "
+        f"{format_size(size)} of the {format_size(limits.budget_bytes)} budget ({share:.0%}; "
         f"BANGKOK_DB_BUDGET){verdict.get(status, '')}",
         {"bytes": size, "budget_bytes": limits.budget_bytes, "share": round(share, 4)},
     )
@@ -447,7 +440,8 @@ def _staging(conn: psycopg.Connection) -> Finding:
     if orphans:
         size = sum(int(o["bytes"]) for o in orphans)
         problems.append(
-            f"{len(orphans)} orphaned unattached table(s) in schema partitions ({_size(size)}): "
+            f"{len(orphans)} orphaned unattached table(s) in schema partitions "
+            f"({format_size(size)}): "
             f"{', '.join(str(o['table']) for o in orphans[:5])}; the next load of the month drops "
             "them, or DROP TABLE them"
         )

@@ -35,15 +35,15 @@ from dagster_shared.error import SerializableErrorInfo
 from sqlalchemy.engine import make_url
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.db.connection import describe
-from bangkok_pipeline.db.queries import query
-from bangkok_pipeline.runtime.failures import (
+from bangkok_pipeline.core.failures import (
     Link,
     exception_links,
     first_line,
     strip_class,
     summarize,
 )
+from bangkok_pipeline.db.connection import describe
+from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.runtime.instance import STORAGE_URL_VARIABLE, DagsterStorage, open_instance
 from bangkok_pipeline.runtime.processes import (
     ProcessIdentity,

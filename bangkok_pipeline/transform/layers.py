@@ -16,16 +16,14 @@ renamed. Folders are created private (0700).
 import json
 import os
 import shutil
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bangkok_pipeline.core import settings
+from bangkok_pipeline.core.files import replace_dir, replacing_dir
 from bangkok_pipeline.core.months import Month
-from bangkok_pipeline.runtime.failures import os_error_number
 
 LAYERS = ("raw", "validated")
 
@@ -41,12 +39,6 @@ def layers_root(home: Path | None = None) -> Path:
 def layer_dir(layer: str, month: Month, home: Path | None = None) -> Path:
     """The month's published layer: what the last successful load of the month read."""
     return layers_root(home) / layer / month.key
-
-
-def private_dir(path: Path) -> Path:
-    """`path` and its missing parents, created 0700."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
 
 
 @dataclass(frozen=True)
@@ -91,7 +83,7 @@ class RunLayers:
     def _snapshot(self, layer: str, published: Path) -> Path:
         """Hard links to the published layer's files: a publish that replaces it meanwhile
         cannot change what this run reads."""
-        with replacing(self.write_dir(layer)) as scratch:
+        with replacing_dir(self.write_dir(layer)) as scratch:
             for path in published.iterdir():
                 os.link(path, scratch / path.name)
         return self.write_dir(layer)
@@ -105,7 +97,7 @@ class RunLayers:
                 source = self.read_dir(layer)
             except LayerMissing:
                 continue
-            _replace(self.root / layer / self.month.key, source)
+            replace_dir(self.root / layer / self.month.key, source)
         month_runs = self.root / "runs" / self.month.key
         for folder in month_runs.iterdir() if month_runs.is_dir() else ():
             if folder.name == self.run_id or not is_live(folder.name):
@@ -123,38 +115,6 @@ def run_layers(
     """The layers of one run of `month` under `root` (default: `home`/layers, `home` defaulting
     to BANGKOK_HOME)."""
     return RunLayers(root or layers_root(home), month, run_id, lineage, published_fallback)
-
-
-@contextmanager
-def replacing(target: Path) -> Iterator[Path]:
-    """Yield an empty folder beside `target`; on success it becomes `target` in one rename.
-
-    An OS error without a path (a full disk while Polars or Arrow write) is raised again as an
-    OSError naming `target`, so that the message says where.
-    """
-    private_dir(target.parent)
-    scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
-    scratch.mkdir(mode=0o700)
-    try:
-        yield scratch
-        _replace(target, scratch)
-    except Exception as error:
-        number = error.errno if isinstance(error, OSError) else os_error_number(str(error))
-        if not number or (isinstance(error, OSError) and error.filename):
-            raise
-        raise OSError(number, os.strerror(number), str(target)) from error
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _replace(target: Path, source: Path) -> None:
-    """Put folder `source` in place of `target` (renames only; readers never see half of it)."""
-    private_dir(target.parent)
-    old = target.with_name(f".{target.name}.old.{uuid.uuid4().hex[:8]}")
-    if target.exists():
-        os.rename(target, old)
-    os.rename(source, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: Path, data: Any) -> None:

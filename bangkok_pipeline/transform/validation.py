@@ -44,6 +44,13 @@ REASONS = (
 
 TIME_ZONE = BANGKOK_TZ.key
 TS_DTYPE = pl.Datetime("us", TIME_ZONE)
+# A valid reading as the validated layer and the archive store it: the value as float4, exactly
+# as the database holds it.
+VALID_READINGS_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "ts": TS_DTYPE,
+    "sensor_id": pl.Int16,
+    "value": pl.Float32,
+}
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "source_file": pl.String(),

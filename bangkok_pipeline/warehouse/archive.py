@@ -37,7 +37,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from bangkok_pipeline.core.files import replacing_file
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.core.settings import format_size
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.transform.fingerprint import (
     Figures,
@@ -46,6 +48,7 @@ from bangkok_pipeline.transform.fingerprint import (
     frame_fingerprints,
     mismatched_sensors,
 )
+from bangkok_pipeline.transform.validation import VALID_READINGS_SCHEMA
 from bangkok_pipeline.warehouse import maintenance, partitions, pgcopy
 from bangkok_pipeline.warehouse.month_lock import MonthBusy, MonthLock, month_lock
 from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS, TABLES
@@ -110,15 +113,15 @@ class ArchiveResult:
 
     def summary(self) -> str:
         aggregates = "; aggregates dropped too" if self.aggregates_dropped else ""
+        partition, file = (
+            format_size(self.partition_bytes, "MB"),
+            format_size(self.file_bytes, "MB"),
+        )
         return (
-            f"archived {self.month}: {self.rows:,} readings, partition {_mb(self.partition_bytes)} "
-            f"(table + indexes) -> {self.file.name} {_mb(self.file_bytes)} "
+            f"archived {self.month}: {self.rows:,} readings, partition {partition} "
+            f"(table + indexes) -> {self.file.name} {file} "
             f"({self.saving:.1%} smaller){aggregates}"
         )
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1024**2:,.1f} MB"
 
 
 @contextmanager
@@ -147,14 +150,6 @@ def check_directory(directory: Path) -> None:
         ) from None
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -173,15 +168,8 @@ def read_partition(conn: psycopg.Connection, table: sql.Identifier) -> pl.DataFr
         for sensor_id, pairs in cursor:
             frames.append(pgcopy.decode_pairs(int(sensor_id), bytes(pairs)))
     if not frames:
-        return pl.DataFrame(schema=_SCHEMA)
+        return pl.DataFrame(schema=VALID_READINGS_SCHEMA)
     return pl.concat(frames)
-
-
-_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
-    "ts": pl.Datetime("us", "Asia/Bangkok"),
-    "sensor_id": pl.Int16,
-    "value": pl.Float32,
-}
 
 
 def _totals(figures: Figures) -> tuple[int, float, int]:
@@ -197,51 +185,42 @@ def _write_verified(
 ) -> tuple[int, str]:
     """Write the Parquet file next to `target`, verify it against `figures`, move it into place.
     Returns its size and SHA-256; on any failure nothing is left behind."""
-    part = target.with_name(f".{target.name}.part")
     try:
-        frame.write_parquet(
-            part,
-            compression="zstd",
-            compression_level=COMPRESSION_LEVEL,
-            statistics=True,
-            row_group_size=_ROW_GROUP,
-        )
-        _fsync(part)
-        written = pl.read_parquet(part)
-        if written.schema != frame.schema:
-            raise ArchiveError(f"{month}: the written file has another schema")
-        mismatched = mismatched_sensors(figures, as_figures(frame_fingerprints(written)))
-        if mismatched:
-            raise ArchiveError(
-                f"{month}: the written file differs from the partition for sensor(s) "
-                f"{mismatched[:10]}; nothing was dropped"
+        with replacing_file(target, durable=True) as part:
+            frame.write_parquet(
+                part,
+                compression="zstd",
+                compression_level=COMPRESSION_LEVEL,
+                statistics=True,
+                row_group_size=_ROW_GROUP,
             )
-        sha = _sha256(part)
-        size = part.stat().st_size
-        os.replace(part, target)
+            written = pl.read_parquet(part)
+            if written.schema != frame.schema:
+                raise ArchiveError(f"{month}: the written file has another schema")
+            mismatched = mismatched_sensors(figures, as_figures(frame_fingerprints(written)))
+            if mismatched:
+                raise ArchiveError(
+                    f"{month}: the written file differs from the partition for sensor(s) "
+                    f"{mismatched[:10]}; nothing was dropped"
+                )
+            sha = _sha256(part)
+            size = part.stat().st_size
         return size, sha
     except OSError as error:
         raise ArchiveError(
             f"cannot write the archive of {month} to {target.parent}: "
             f"{error.strerror or error}; nothing was dropped"
         ) from None
-    finally:
-        part.unlink(missing_ok=True)
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    part = path.with_name(f".{path.name}.part")
     try:
-        part.write_text(json.dumps(payload, indent=2) + "\n")
-        _fsync(part)
-        os.replace(part, path)
-        _fsync(path.parent)
+        with replacing_file(path, durable=True) as part:
+            part.write_text(json.dumps(payload, indent=2) + "\n")
     except OSError as error:
         raise ArchiveError(
             f"cannot write {path}: {error.strerror or error}; nothing was dropped"
         ) from None
-    finally:
-        part.unlink(missing_ok=True)
 
 
 def archive_month(
@@ -273,8 +252,9 @@ def archive_month(
         needed = int(partition_bytes * _FREE_SPACE_SHARE) + _FREE_SPACE_MARGIN
         if free < needed:
             raise ArchiveError(
-                f"archive directory {directory} has {_mb(free)} free; archiving {key} "
-                f"({_mb(partition_bytes)} in the database) needs about {_mb(needed)}"
+                f"archive directory {directory} has {format_size(free, 'MB')} free; archiving "
+                f"{key} ({format_size(partition_bytes, 'MB')} in the database) needs about "
+                f"{format_size(needed, 'MB')}"
             )
         figures = database_fingerprints(conn, table)
         if not figures:

@@ -17,6 +17,7 @@ import psycopg
 import pyarrow.parquet as pq
 
 from bangkok_pipeline.core import settings
+from bangkok_pipeline.core.files import replacing_dir
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.source.catalog import register_floor
 from bangkok_pipeline.source.files import (
@@ -36,9 +37,13 @@ from bangkok_pipeline.source.layout import (
 from bangkok_pipeline.source.state import DirectoryState, FileState, read_file_state
 from bangkok_pipeline.transform.coverage import coverage_summary, gap_segments
 from bangkok_pipeline.transform.fingerprint import frame_fingerprints
-from bangkok_pipeline.transform.layers import RunLayers, read_json, replacing, write_json
+from bangkok_pipeline.transform.layers import RunLayers, read_json, write_json
 from bangkok_pipeline.transform.readings import long_readings
-from bangkok_pipeline.transform.validation import QUARANTINE_SCHEMA, TS_DTYPE, validate_readings
+from bangkok_pipeline.transform.validation import (
+    QUARANTINE_SCHEMA,
+    VALID_READINGS_SCHEMA,
+    validate_readings,
+)
 from bangkok_pipeline.warehouse.load import MonthLoader, MonthLoadResult, ShrinkGuard
 
 log = logging.getLogger(__name__)
@@ -142,7 +147,7 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
     result = RawMonth(month, skipped=skipped)
     states: dict[str, FileState] = {}
     pending: list[tuple[dict[str, object], int, list[Channel]]] = []
-    with replacing(layers.write_dir("raw")) as folder:
+    with replacing_dir(layers.write_dir("raw")) as folder:
         for path in files:
             source_file = parse_file_name(path.name)
             assert source_file is not None
@@ -278,13 +283,6 @@ def _day_slices(raw: pl.DataFrame) -> list[pl.DataFrame]:
     return [part.drop("_slice") for part in keyed.partition_by("_slice", maintain_order=True)]
 
 
-_VALID_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
-    "ts": TS_DTYPE,
-    "sensor_id": pl.Int16,
-    "value": pl.Float32,
-}
-
-
 @dataclass
 class _FileResult:
     valid: pl.DataFrame  # ts, sensor_id, value (Float32), sorted by sensor and time
@@ -298,7 +296,7 @@ class _FileResult:
 def _validate_file(raw: pl.DataFrame, entry: dict[str, Any], month: Month) -> _FileResult:
     if raw.is_empty():  # a file without a line of the month: no readings, its floor 0 % complete
         return _FileResult(
-            pl.DataFrame(schema=_VALID_SCHEMA), pl.DataFrame(schema=QUARANTINE_SCHEMA)
+            pl.DataFrame(schema=VALID_READINGS_SCHEMA), pl.DataFrame(schema=QUARANTINE_SCHEMA)
         )
     kinds = {int(k): v for k, v in entry["sensor_kinds"].items()}
     valid_parts, quarantine_parts = [], []
@@ -328,15 +326,10 @@ def validate_month(layers: RunLayers) -> ValidatedMonth:
     floor_present: dict[int, int] = {}
     floor_expected: dict[int, int] = {}
     bounds: list[object] = []
-    schema: dict[str, pl.DataType | type[pl.DataType]] = {
-        "ts": pl.Datetime("us", "Asia/Bangkok"),
-        "sensor_id": pl.Int16,
-        "value": pl.Float32,
-    }
-    with replacing(layers.write_dir("validated")) as folder:
+    with replacing_dir(layers.write_dir("validated")) as folder:
         writer = pq.ParquetWriter(
             folder / "readings.parquet",
-            pl.DataFrame(schema=schema).to_arrow().schema,
+            pl.DataFrame(schema=VALID_READINGS_SCHEMA).to_arrow().schema,
             compression="zstd",
         )
         for entry in sorted(

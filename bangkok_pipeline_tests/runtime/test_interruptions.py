@@ -21,9 +21,9 @@ import psutil
 import psycopg
 import pytest
 
+from bangkok_pipeline.core.failures import exception_links, summarize
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH, SERVICE_USER
-from bangkok_pipeline.runtime.failures import exception_links, summarize
 from bangkok_pipeline.runtime.processes import ProcessIdentity
 
 MONTH = "2019-02"
