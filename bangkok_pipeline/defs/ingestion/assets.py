@@ -60,7 +60,7 @@ def _run_layers(
     selection = context.run.asset_selection
     alone = upstream is not None and not lineage and selection is not None
     return run_layers(
-        context.partition_key,
+        Month.parse(context.partition_key),
         context.run_id,
         tuple(lineage),
         published_fallback=alone and upstream not in (selection or ()),
