@@ -22,14 +22,13 @@ from pathlib import Path
 
 import polars as pl
 import psycopg
-import pyarrow.parquet as pq
 from psycopg import sql
 
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
-from bangkok_pipeline.transform.layers import layer_dir
+from bangkok_pipeline.transform.layers import layer_dir, parquet_batches
 from bangkok_pipeline.warehouse import pgcopy
 
 BENCH_DATABASE = "bangkok_bench"
@@ -41,8 +40,7 @@ def _peak_rss_mb() -> float:
 
 def _iter(month: str) -> Iterator[pl.DataFrame]:
     path = layer_dir("validated", Month.parse(month)) / "readings.parquet"  # published by load
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1_000_000):
-        yield pl.from_arrow(batch)  # type: ignore[misc]
+    yield from parquet_batches(path)
 
 
 def floor(url: str, months: list[str]) -> dict[str, float]:

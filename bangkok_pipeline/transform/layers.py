@@ -16,10 +16,13 @@ renamed. Folders are created private (0700).
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
 
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.files import replace_dir, replacing_dir
@@ -115,6 +118,14 @@ def run_layers(
     """The layers of one run of `month` under `root` (default: `home`/layers, `home` defaulting
     to BANGKOK_HOME)."""
     return RunLayers(root or layers_root(home), month, run_id, lineage, published_fallback)
+
+
+def parquet_batches(path: Path, rows: int = 1_000_000) -> Iterator[pl.DataFrame]:
+    """A layer's Parquet file as frames of at most `rows` rows, never the whole file at once."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        yield frame
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -7,7 +7,7 @@
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from bangkok_pipeline.source.layout import (
 from bangkok_pipeline.source.state import DirectoryState, FileState, read_file_state
 from bangkok_pipeline.transform.coverage import coverage_summary, gap_segments
 from bangkok_pipeline.transform.fingerprint import frame_fingerprints
-from bangkok_pipeline.transform.layers import RunLayers, read_json, write_json
+from bangkok_pipeline.transform.layers import RunLayers, parquet_batches, read_json, write_json
 from bangkok_pipeline.transform.readings import long_readings
 from bangkok_pipeline.transform.validation import (
     QUARANTINE_SCHEMA,
@@ -400,14 +400,6 @@ def validate_month(layers: RunLayers) -> ValidatedMonth:
     return result
 
 
-def _parquet_batches(path: Path) -> Callable[[], Iterator[pl.DataFrame]]:
-    def batches() -> Iterator[pl.DataFrame]:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
-            yield pl.from_arrow(batch)  # type: ignore[misc]
-
-    return batches
-
-
 def validated_summary(folder: Path) -> dict[str, Any]:
     """The counts `validate_month` recorded in a validated layer (rows read, quarantined, ...)."""
     summary: dict[str, Any] = read_json(folder / "summary.json")
@@ -431,7 +423,7 @@ def load_month(
     result = MonthLoader(
         conn=conn,
         month=layers.month,
-        batches=_parquet_batches(folder / "readings.parquet"),
+        batches=lambda: parquet_batches(folder / "readings.parquet", _BATCH_ROWS),
         fingerprints=pl.read_parquet(folder / "fingerprints.parquet"),
         quarantine=pl.read_parquet(folder / "quarantine.parquet"),
         coverage=pl.read_parquet(folder / "coverage.parquet"),

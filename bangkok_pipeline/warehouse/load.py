@@ -28,6 +28,7 @@ from psycopg import sql
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.transform.fingerprint import Figures, as_figures, mismatched_sensors
+from bangkok_pipeline.transform.validation import QUARANTINE_SCHEMA
 from bangkok_pipeline.warehouse import partitions
 from bangkok_pipeline.warehouse.month_lock import month_lock
 from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS, TABLES
@@ -35,14 +36,7 @@ from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS, TABLE
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _SWAP_ATTEMPTS = 5
-QUARANTINE_COLUMNS = (
-    "source_file",
-    "line_no",
-    "column_name",
-    "raw_text",
-    "reason",
-    "detail",
-)
+QUARANTINE_COLUMNS = tuple(name for name in QUARANTINE_SCHEMA if name != "month")
 COVERAGE_COLUMNS = (
     "sensor_id",
     "present_minutes",
