@@ -113,7 +113,7 @@ def _months_with_data(source: Path) -> list[Month]:
     months = [m for m in found if first <= m <= last]
     if not months:
         raise IngestError(f"the files in {source} hold no line of a month {first}..{last}")
-    return parse_months(",".join(months))
+    return [Month.parse(month) for month in months]
 
 
 def _prepare() -> str:

@@ -2,7 +2,8 @@
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import TypeVar
 
 import psycopg
@@ -118,17 +119,28 @@ def is_transient(error: BaseException) -> bool:
     return state.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
 
 
-def lock_holder(conn: psycopg.Connection, application_name: str) -> psycopg.Connection:
+@contextmanager
+def lock_holder(conn: psycopg.Connection, application_name: str) -> Iterator[psycopg.Connection]:
     """A second connection like `conn` (same server, login and options), to hold a lock in a
     transaction left open while `conn` runs transactions of its own. Settings that end idle
-    transactions are off for it: they would release the lock under the running work."""
+    transactions are off for it: they would release the lock under the running work. On the way
+    out its transaction is rolled back before it closes: a closed socket is released by the
+    server asynchronously, so the next attempt right after could still find the lock held."""
     holder = psycopg.connect(
         conn.info.dsn, password=conn.info.password, application_name=application_name
     )
     try:
         holder.execute(query("disable_idle_transaction_timeouts"))
         holder.commit()
-    except BaseException:
+        yield holder
+    finally:
+        if not holder.closed and not holder.broken:
+            with suppress(psycopg.Error):
+                holder.rollback()
         holder.close()
-        raise
-    return holder
+
+
+def table_exists(conn: psycopg.Connection, name: str) -> bool:
+    """Whether `name` (optionally schema-qualified) is a relation on the search path."""
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 
 from bangkok_pipeline.core.settings import sql_dir
-from bangkok_pipeline.db.connection import lock_holder
+from bangkok_pipeline.db.connection import lock_holder, table_exists
 from bangkok_pipeline.db.queries import query
 
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.up\.sql$")
@@ -105,8 +105,7 @@ def repeatables(directory: Path | None = None) -> list[Repeatable]:
 
 def applied(conn: psycopg.Connection) -> dict[int, str]:
     """version -> checksum of what this database has applied."""
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
+    if not table_exists(conn, "schema_migrations"):
         return {}
     rows = conn.execute("SELECT version, checksum FROM schema_migrations ORDER BY version")
     return {version: checksum for version, checksum in rows.fetchall()}
@@ -115,8 +114,7 @@ def applied(conn: psycopg.Connection) -> dict[int, str]:
 def applied_repeatables(conn: psycopg.Connection) -> dict[str, str] | None:
     """name -> checksum of the repeatables this database last applied; None while it has no
     `schema_repeatables` (before 0007): then no repeatable may run."""
-    exists = conn.execute("SELECT to_regclass('schema_repeatables') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
+    if not table_exists(conn, "schema_repeatables"):
         return None
     rows = conn.execute("SELECT name, checksum FROM schema_repeatables ORDER BY name")
     return {name: checksum for name, checksum in rows.fetchall()}
@@ -257,14 +255,10 @@ def _migration_lock(conn: psycopg.Connection) -> Iterator[None]:
     migration must therefore not ALTER, COMMENT ON or otherwise lock `schema_migrations` itself."""
     if not conn.autocommit:
         raise MigrationError("migrations need an autocommit connection")
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
+    if not table_exists(conn, "schema_migrations"):
         # raced by another migrator: it is there now
         with suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
             conn.execute(query("create_schema_migrations"))
-    holder = lock_holder(conn, "bangkok_pipeline migrator lock")
-    try:
+    with lock_holder(conn, "bangkok_pipeline migrator lock") as holder:
         holder.execute("LOCK TABLE schema_migrations IN SHARE UPDATE EXCLUSIVE MODE")
         yield
-    finally:
-        holder.close()  # ends the transaction: the server releases the lock

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.db.connection import table_exists
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.warehouse import partitions
 from bangkok_pipeline.warehouse.month_lock import MonthBusy, month_lock
@@ -73,8 +74,7 @@ def loaded_months(conn: psycopg.Connection) -> list[Month]:
 
 def archived_months(conn: psycopg.Connection) -> dict[Month, bool]:
     """Months whose raw readings are archived (not restored) -> whether aggregates were dropped."""
-    exists = conn.execute("SELECT to_regclass('archived_months') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
+    if not table_exists(conn, "archived_months"):
         return {}
     rows = conn.execute(
         "SELECT month, aggregates_dropped FROM archived_months WHERE restored_at IS NULL"

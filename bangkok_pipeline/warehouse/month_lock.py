@@ -11,12 +11,12 @@ connections close and the server releases the lock.
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 import psycopg
 
 from bangkok_pipeline.core.months import Month
-from bangkok_pipeline.db.connection import lock_holder
+from bangkok_pipeline.db.connection import lock_holder, table_exists
 from bangkok_pipeline.db.queries import query
 
 _log = logging.getLogger(__name__)
@@ -64,8 +64,7 @@ def month_lock(
     what it waits for. `wait=False`: raise MonthBusy at once instead.
     """
     key = str(month)
-    holder = lock_holder(conn, f"bangkok_pipeline month lock {key}")
-    try:
+    with lock_holder(conn, f"bangkok_pipeline month lock {key}") as holder:
         try:
             holder.execute(_ADD_ROW, (month,))
         except psycopg.errors.UndefinedTable:
@@ -82,21 +81,13 @@ def month_lock(
             )
             holder.execute(_LOCK, (month,))
         yield MonthLock(month, holder)
-    finally:
-        # Roll back before closing: a closed socket is released by the server asynchronously,
-        # so the next NOWAIT attempt right after could still find the row locked.
-        if not holder.closed and not holder.broken:
-            with suppress(psycopg.Error):
-                holder.rollback()
-        holder.close()
 
 
 def held_months(conn: psycopg.Connection) -> set[Month]:
     """Months whose lock some session holds now (empty before migration 0006). Reads the rows'
     lockers instead of probing with a lock of its own, so it never makes a premake skip or an
     archive refuse."""
-    exists = conn.execute("SELECT to_regclass('month_locks') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
+    if not table_exists(conn, "month_locks"):
         return set()
     return {
         Month.of(month) for (month,) in conn.execute(query("select_held_month_locks")).fetchall()
