@@ -101,30 +101,30 @@ def sensor_interval_seconds() -> int:
     return _whole("BANGKOK_SENSOR_INTERVAL_SECONDS", 60, "a whole number of seconds")
 
 
+def _within(parse: Callable[[str], _T], low: _T, high: _T) -> Callable[[str], _T]:
+    """`parse`, refusing (ValueError) a value outside [low, high]."""
+
+    def checked(text: str) -> _T:
+        value = parse(text)
+        if not low <= value <= high:
+            raise ValueError(text)
+        return value
+
+    return checked
+
+
 def umask() -> int:
     """The file-creation mask of `bangkok-pipeline` and the processes it starts
     (`BANGKOK_UMASK`, octal, 077: what it writes under BANGKOK_HOME is private to its user)."""
-    value = _env("BANGKOK_UMASK") or "077"
-    try:
-        mask = int(value, 8)
-    except ValueError:
-        mask = -1
-    if not 0 <= mask <= 0o777:
-        raise SettingError(f"BANGKOK_UMASK={value!r} is not an octal mask such as 077 or 027")
-    return mask
+    octal = _within(lambda text: int(text, 8), 0, 0o777)
+    return _number("BANGKOK_UMASK", 0o077, octal, "an octal mask such as 077 or 027")
 
 
 def max_shrink_share() -> float:
     """The share of a floor's loaded readings a reload of the month may remove before it is
     refused (`BANGKOK_MAX_SHRINK_SHARE`, 0.1; `--allow-shrink` overrides it once)."""
-    value = _env("BANGKOK_MAX_SHRINK_SHARE") or "0.1"
-    try:
-        share = float(value)
-    except ValueError:
-        share = -1.0
-    if not 0 <= share <= 1:
-        raise SettingError(f"BANGKOK_MAX_SHRINK_SHARE={value!r} is not a share between 0 and 1")
-    return share
+    share = _within(float, 0.0, 1.0)
+    return _number("BANGKOK_MAX_SHRINK_SHARE", 0.1, share, "a share between 0 and 1")
 
 
 class SettingError(ValueError):
