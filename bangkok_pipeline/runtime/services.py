@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -188,18 +188,13 @@ def exposure_warning(host: str, port: int) -> str | None:
     )
 
 
-@contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_sigterm() -> AbstractContextManager[None]:
     """Let SIGTERM stop the foreground command the way Ctrl-C does (as KeyboardInterrupt)."""
-
-    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return signals_handled(_raise_interrupt, (signal.SIGTERM,))
 
 
 @contextmanager
