@@ -1,7 +1,9 @@
-"""Shared fixtures: one real PostgreSQL server per test session and fresh databases on it.
+"""Shared fixtures: real PostgreSQL servers per test session and fresh databases on them.
 
 The server is the embedded one in a temporary BANGKOK_HOME, or the server of DATABASE_URL when
 that is set; either way each test (or test module) gets its own database, dropped afterwards.
+Modules marked `hosted` run twice: also on a Supabase-like PostgreSQL 15 (`hosted/server.py`),
+as its project login `postgres`, which is not a superuser.
 """
 
 import json
@@ -21,11 +23,33 @@ from psycopg import sql
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.db.embedded import EmbeddedServer
+from bangkok_pipeline_tests.hosted.server import SupabaseLikeServer
+
+SERVERS = ("embedded", "supabase15")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`server_url` of a test marked `hosted`: each of SERVERS in turn."""
+    if "server_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("hosted"):
+        metafunc.parametrize("server_url", SERVERS, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Maintenance URL of the session's server."""
+def supabase_server() -> Iterator[SupabaseLikeServer]:
+    """The session's Supabase-like PostgreSQL 15, started on first use."""
+    server = SupabaseLikeServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Maintenance URL of the session's server: on the Supabase-like one, its project login's."""
+    if getattr(request, "param", "embedded") == "supabase15":
+        yield request.getfixturevalue("supabase_server").url()
+        return
     external = os.environ.get("DATABASE_URL")
     if external:
         yield external

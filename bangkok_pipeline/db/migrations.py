@@ -25,6 +25,7 @@ from bangkok_pipeline.db.queries import query
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.up\.sql$")
 _REPEATABLE_FILE = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\.sql$")
 _REQUIRES = re.compile(r"^-- requires: (?P<version>\d{4})_[a-z0-9_]+$", re.MULTILINE)
+_REPLACES = re.compile(r"^-- replaces checksum: (?P<checksum>[0-9a-f]{64})$", re.MULTILINE)
 
 _AT_BASE = "nothing to downgrade: the database is at base (no migration applied)"
 
@@ -43,6 +44,13 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.up.read_bytes()).hexdigest()
+
+    @property
+    def accepted_checksums(self) -> set[str]:
+        """This file's checksum and those of earlier texts it declares equivalent to (lines
+        `-- replaces checksum: <sha256>`): an edit that changes nothing where the migration ran."""
+        earlier = _REPLACES.findall(self.up.read_text())
+        return {self.checksum, *earlier}
 
     @property
     def label(self) -> str:
@@ -239,7 +247,7 @@ def _check_requirements(migrations: list[Migration], found: list[Repeatable]) ->
 def _check_unchanged(migrations: list[Migration], done: dict[int, str]) -> None:
     for migration in migrations:
         recorded = done.get(migration.version)
-        if recorded is not None and recorded != migration.checksum:
+        if recorded is not None and recorded not in migration.accepted_checksums:
             raise MigrationError(
                 f"{migration.up.name} was edited after it was applied (checksum differs); "
                 "write a new migration instead"

@@ -15,7 +15,7 @@ from bangkok_pipeline.core.settings import sql_dir
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.warehouse import access
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
 
 def _tables(conn: psycopg.Connection) -> set[str]:

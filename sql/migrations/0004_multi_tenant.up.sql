@@ -2,6 +2,10 @@
 -- Security (enabled and forced) on every tenant-scoped table, on the readings, the aggregates and
 -- the sensor catalog; the query API in schema `api`; least-privilege roles. sql/README.md
 -- ("Access control") explains the model.
+--
+-- Edited after release so that a migrator that is not a superuser can apply it (the ownership
+-- hand-over below); where the earlier text already ran, the result is the same:
+-- replaces checksum: 9874e1084056b8bddfef20f9b14133d850735ef1a5c9987902db6948ff4e6a36
 
 -- Roles are cluster-wide while this migration runs once per database: create each only if it is
 -- missing (another database on the server, or a migrator racing us, may have made it). Nothing
@@ -39,6 +43,8 @@ BEGIN
     IF NOT pg_has_role(current_user, 'bangkok_owner', 'USAGE') THEN
         EXECUTE format('GRANT bangkok_owner TO %I', current_user);
     END IF;
+    -- A schema can be given only to a role that may create schemas in the database.
+    EXECUTE format('GRANT CREATE ON DATABASE %I TO bangkok_owner', current_database());
 END
 $$;
 
@@ -64,13 +70,15 @@ BEGIN
         COMMENT ON FUNCTION auth.uid() IS
             'bangkok_pipeline: shim of Supabase auth.uid(); the sub claim of request.jwt.claims';
         REVOKE ALL ON FUNCTION auth.uid() FROM PUBLIC;
-        ALTER FUNCTION auth.uid() OWNER TO bangkok_owner;
     ELSE
         -- Supabase: the definer functions below (owned by bangkok_owner) call auth.uid().
         GRANT EXECUTE ON FUNCTION auth.uid() TO bangkok_owner;
     END IF;
     IF obj_description('auth'::regnamespace, 'pg_namespace') LIKE 'bangkok_pipeline:%' THEN
         ALTER SCHEMA auth OWNER TO bangkok_owner;
+        IF obj_description(to_regprocedure('auth.uid()'), 'pg_proc') LIKE 'bangkok_pipeline:%' THEN
+            ALTER FUNCTION auth.uid() OWNER TO bangkok_owner;
+        END IF;
     ELSE
         GRANT USAGE ON SCHEMA auth TO bangkok_owner;
     END IF;
@@ -556,6 +564,11 @@ ALTER TABLE annotations ALTER COLUMN user_id SET DEFAULT private.current_user_id
 -- Ownership. The loader owns the partitioned parents and every month partition: PostgreSQL has
 -- no grantable privilege for ATTACH/DETACH PARTITION or DROP, only ownership. The rest belongs
 -- to bangkok_owner. (ALTER ... OWNER of a parent does not recurse to its partitions.)
+-- A migrator that is not a superuser (Supabase's `postgres`) may give an object only to a role
+-- that may create in the object's schema: bangkok_owner keeps CREATE on public (and on the
+-- database, granted above); the loader gets CREATE on public for the hand-over only.
+GRANT CREATE ON SCHEMA public TO bangkok_owner, bangkok_loader;
+GRANT CREATE ON SCHEMA partitions TO bangkok_loader;
 ALTER TABLE sensor_readings OWNER TO bangkok_loader;
 ALTER TABLE hourly_sensor_stats OWNER TO bangkok_loader;
 ALTER TABLE daily_sensor_stats OWNER TO bangkok_loader;
@@ -571,6 +584,7 @@ BEGIN
     END LOOP;
 END
 $$;
+REVOKE CREATE ON SCHEMA public FROM bangkok_loader;
 ALTER SCHEMA partitions OWNER TO bangkok_owner;
 ALTER SCHEMA private OWNER TO bangkok_owner;
 ALTER SCHEMA api OWNER TO bangkok_owner;

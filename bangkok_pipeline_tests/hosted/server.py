@@ -1,0 +1,75 @@
+"""A Supabase-like PostgreSQL 15 for the tests: Debian's server binaries, a cluster in a temporary
+directory reached over a Unix socket, set up as a Supabase project is (`supabase_cluster.sql`,
+`supabase_project.sql`): the pipeline runs as `postgres`, a login that is not a superuser."""
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+PG15_BIN = Path("/usr/lib/postgresql/15/bin")
+SUPERUSER = "supabase_admin"
+OWNER = "postgres"
+_HERE = Path(__file__).parent
+# Quick to start and stop; durability is not under test.
+_SETTINGS = (
+    "listen_addresses=''",
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+    "max_connections=100",
+    "shared_buffers=128MB",
+    "max_wal_size=2GB",
+    "jit=off",
+)
+
+
+class SupabaseLikeServer:
+    """initdb + pg_ctl as an unprivileged OS user (the `postgres` account when run as root)."""
+
+    def __init__(self) -> None:
+        if not (PG15_BIN / "postgres").exists():
+            raise RuntimeError(
+                f"PostgreSQL 15 server binaries not found in {PG15_BIN}: "
+                "apt-get install postgresql-15"
+            )
+        self.root = Path(tempfile.mkdtemp(prefix="bangkok-pg15-"))
+        self.data = self.root / "data"
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            os.chown(self.root, account.pw_uid, account.pw_gid)
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *command: str) -> None:
+        subprocess.run([*self._as_user, *command], check=True, capture_output=True, text=True)
+
+    def url(self, user: str = OWNER, dbname: str = "postgres") -> str:
+        return make_conninfo(host=str(self.root), port=5432, user=user, dbname=dbname)
+
+    def start(self) -> "SupabaseLikeServer":
+        self._run(
+            str(PG15_BIN / "initdb"), "-D", str(self.data), "-U", SUPERUSER,
+            "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
+        )  # fmt: skip
+        options = " ".join(f"-c {setting}" for setting in _SETTINGS)
+        options += f" -c unix_socket_directories={self.root}"
+        self._run(
+            str(PG15_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
+            "-o", options, "-w", "start",
+        )  # fmt: skip
+        with psycopg.connect(self.url(SUPERUSER), autocommit=True) as conn:
+            conn.execute((_HERE / "supabase_cluster.sql").read_text())  # type: ignore[arg-type]
+        with psycopg.connect(self.url(SUPERUSER, "template1"), autocommit=True) as conn:
+            conn.execute((_HERE / "supabase_project.sql").read_text())  # type: ignore[arg-type]
+        return self
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(PG15_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
