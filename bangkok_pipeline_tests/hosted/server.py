@@ -64,9 +64,9 @@ class SupabaseLikeServer:
             "-o", options, "-w", "start",
         )  # fmt: skip
         with psycopg.connect(self.url(SUPERUSER), autocommit=True) as conn:
-            conn.execute((_HERE / "supabase_cluster.sql").read_text())  # type: ignore[arg-type]
+            conn.execute((_HERE / "supabase_cluster.sql").read_text())
         with psycopg.connect(self.url(SUPERUSER, "template1"), autocommit=True) as conn:
-            conn.execute((_HERE / "supabase_project.sql").read_text())  # type: ignore[arg-type]
+            conn.execute((_HERE / "supabase_project.sql").read_text())
         return self
 
     def stop(self) -> None:
