@@ -37,7 +37,7 @@ from bangkok_pipeline.warehouse import access
 from bangkok_pipeline.warehouse.ingest import load_month
 from bangkok_pipeline_tests.conftest import new_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
 MONTH = "2019-02"
 DAY = "2019-02-10"  # a Bangkok day inside the month
@@ -727,14 +727,16 @@ def test_the_api_benchmark_runs_both_identities(world: World) -> None:
 
 
 def _footprint(url: str) -> dict[str, int]:
-    """What 0004 leaves in a database: policies, RLS flags, its schemas, and every dependency
+    """What 0004 leaves in a database: policies, RLS flags, its schemas (Supabase's `auth` is not
+    one), and every dependency
     (ownership, grants, policy roles) of this database on the cluster-wide roles."""
     roles = [access.OWNER_ROLE, access.LOADER_ROLE, access.API_ROLE]
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM pg_policy), "
             "(SELECT count(*) FROM pg_class WHERE relrowsecurity OR relforcerowsecurity), "
-            "(SELECT count(*) FROM pg_namespace WHERE nspname IN ('api', 'private', 'auth')), "
+            "(SELECT count(*) FROM pg_namespace WHERE nspname IN ('api', 'private') "
+            "OR obj_description(oid, 'pg_namespace') LIKE 'bangkok_pipeline:%%'), "
             "(SELECT count(*) FROM pg_shdepend WHERE dbid = (SELECT oid FROM pg_database "
             "WHERE datname = current_database()) AND refobjid IN "
             "(SELECT oid FROM pg_roles WHERE rolname = ANY (%s)))",
