@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,26 @@ from psycopg import sql
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.db.embedded import EmbeddedServer
+from bangkok_pipeline_tests.hosted.server import SUPERUSER as SUPABASE_SUPERUSER
 from bangkok_pipeline_tests.hosted.server import SupabaseLikeServer
 
 SERVERS = ("embedded", "supabase15")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`server_url` of a test marked `hosted`: each of SERVERS in turn."""
-    if "server_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("hosted"):
-        metafunc.parametrize("server_url", SERVERS, indirect=True, scope="session")
+    """The server of a test marked `hosted`: each of SERVERS in turn."""
+    if "server" in metafunc.fixturenames and metafunc.definition.get_closest_marker("hosted"):
+        metafunc.parametrize("server", SERVERS, indirect=True, scope="session")
+
+
+@dataclass(frozen=True)
+class Server:
+    """A test server: the URL the pipeline uses and its superuser's (the same on the embedded
+    server; on the Supabase-like one `supabase_admin`, which owns what a project's login cannot
+    change, such as the preinstalled extensions)."""
+
+    url: str
+    superuser_url: str
 
 
 @pytest.fixture(scope="session")
@@ -43,20 +55,33 @@ def supabase_server() -> Iterator[SupabaseLikeServer]:
 
 
 @pytest.fixture(scope="session")
-def server_url(
+def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Maintenance URL of the session's server: on the Supabase-like one, its project login's."""
+) -> Iterator[Server]:
+    """The session's server: the embedded one (or DATABASE_URL's), or the Supabase-like 15."""
     if getattr(request, "param", "embedded") == "supabase15":
-        yield request.getfixturevalue("supabase_server").url()
+        supabase: SupabaseLikeServer = request.getfixturevalue("supabase_server")
+        yield Server(supabase.url(), supabase.url(user=SUPABASE_SUPERUSER))
         return
     external = os.environ.get("DATABASE_URL")
     if external:
-        yield external
+        yield Server(external, external)
         return
-    server = EmbeddedServer(tmp_path_factory.mktemp("bangkok") / "home")
-    yield server.ensure_running()
-    server.stop()
+    embedded = EmbeddedServer(tmp_path_factory.mktemp("bangkok") / "home")
+    url = embedded.ensure_running()
+    yield Server(url, url)
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def server_url(server: Server) -> str:
+    """Maintenance URL of the session's server: on the Supabase-like one, its project login's."""
+    return server.url
+
+
+@pytest.fixture(scope="session")
+def superuser_url(server: Server) -> str:
+    return server.superuser_url
 
 
 @contextmanager

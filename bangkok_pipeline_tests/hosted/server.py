@@ -26,6 +26,7 @@ _SETTINGS = (
     "shared_buffers=128MB",
     "max_wal_size=2GB",
     "jit=off",
+    "shared_preload_libraries=pg_stat_statements",
 )
 
 

@@ -46,3 +46,9 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public
     GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public
     GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;
+
+-- Supabase preinstalls pg_stat_statements (preloaded by the server) in schema extensions.
+CREATE SCHEMA extensions;
+CREATE EXTENSION pg_stat_statements WITH SCHEMA extensions;
+GRANT USAGE ON SCHEMA extensions TO anon, authenticated, service_role;
+GRANT ALL ON SCHEMA extensions TO postgres;

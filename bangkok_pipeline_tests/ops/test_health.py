@@ -10,38 +10,51 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from bangkok_pipeline.cli.main import run
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db import migrations
+from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.db.embedded import EmbeddedServer
 from bangkok_pipeline.ops import health
 from bangkok_pipeline.ops.health import Limits, Status
 from bangkok_pipeline.warehouse.month_lock import month_lock
 from bangkok_pipeline_tests.conftest import load_directly, new_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
 ROOMY = Limits(budget_bytes=10 * 1024**3, slow_ms=500)
 
 
 class Database:
-    def __init__(self, url: str, source: Path) -> None:
+    def __init__(self, url: str, source: Path, superuser_url: str) -> None:
         self.url = url
         self.source = source
+        self.superuser_url = with_database(superuser_url, str(conninfo_to_dict(url)["dbname"]))
 
     def health(self, limits: Limits = ROOMY) -> dict[str, health.Finding]:
         report = health.check_health(self.url, self.source, limits)
         return {finding.concern: finding for finding in report.findings}
 
-    def execute(self, statement: str, params: tuple[object, ...] = ()) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
+    def execute(
+        self,
+        statement: str | sql.Composable,
+        params: tuple[object, ...] = (),
+        superuser: bool = False,
+    ) -> None:
+        url = self.superuser_url if superuser else self.url
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(statement, params)
 
 
 @pytest.fixture(scope="module")
 def database(
-    server_url: str, tiny_source: Path, tmp_path_factory: pytest.TempPathFactory
+    server_url: str,
+    superuser_url: str,
+    tiny_source: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Database]:
     """2019-02 loaded; the source (a private copy) also has 2019-03, not loaded yet."""
     source = tmp_path_factory.mktemp("health-source")
@@ -50,7 +63,7 @@ def database(
     home = tmp_path_factory.mktemp("health-home")
     with new_database(server_url, migrate=True) as url:
         load_directly(url, source, "2019-02", home)
-        state = Database(url, source)
+        state = Database(url, source, superuser_url)
         state.home = home  # type: ignore[attr-defined]
         yield state
 
@@ -148,14 +161,23 @@ def test_slow_statements_and_a_missing_pg_stat_statements(database: Database) ->
     found = database.health(quick)["slow_statements"]
     assert found.status is Status.WARN
     assert any("pg_sleep" in s["query"] for s in found.details["statements"])
-    database.execute("DROP EXTENSION pg_stat_statements")
+    with psycopg.connect(database.url) as conn:
+        row = conn.execute(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension "
+            "WHERE extname = 'pg_stat_statements'"
+        ).fetchone()
+    assert row
+    # Hosted servers install it for the project: only their superuser may drop it.
+    database.execute("DROP EXTENSION pg_stat_statements", superuser=True)
     try:
         missing = database.health(quick)["slow_statements"]
         assert missing.status is Status.WARN
         assert "not installed" in missing.message
         assert "shared_preload_libraries" in missing.message and "Supabase" in missing.message
     finally:
-        database.execute("CREATE EXTENSION pg_stat_statements")
+        database.execute(
+            f"CREATE EXTENSION pg_stat_statements WITH SCHEMA {row[0]}", superuser=True
+        )
 
 
 def test_a_loaded_month_without_its_partition_is_critical_and_gaps_are_named(

@@ -27,7 +27,7 @@ from bangkok_pipeline.warehouse.month_lock import held_months, month_lock
 from bangkok_pipeline.warehouse.partitions import READINGS
 from bangkok_pipeline_tests.conftest import load_directly, new_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
 FEB = Month(2019, 2)
 

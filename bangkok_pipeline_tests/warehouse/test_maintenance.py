@@ -19,7 +19,7 @@ from bangkok_pipeline.warehouse import maintenance
 from bangkok_pipeline.warehouse.month_lock import month_lock
 from bangkok_pipeline_tests.conftest import load_directly, new_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
 
 def _names(*months: str) -> list[str]:

@@ -21,7 +21,7 @@ from bangkok_pipeline.warehouse.ingest import extract_raw_month, load_month, val
 from bangkok_pipeline.warehouse.month_lock import MonthBusy, held_months, month_lock
 from bangkok_pipeline_tests.conftest import load_directly, new_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
 FEB = Month(2019, 2)
 # Any wait on a lock an API login could hold fails after this instead of hanging.

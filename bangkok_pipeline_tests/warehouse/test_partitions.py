@@ -18,7 +18,7 @@ from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.warehouse import access, partitions
 from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS, TABLES
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
 FEB = Month(2019, 2)
 MAR = Month(2019, 3)
