@@ -40,7 +40,7 @@ class Database:
 
     def execute(
         self,
-        statement: str | sql.Composable,
+        statement: str | sql.Composed,
         params: tuple[object, ...] = (),
         superuser: bool = False,
     ) -> None:
