@@ -24,7 +24,7 @@ from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import DatabaseUnavailable, connect, describe, embedded_server
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
-from bangkok_pipeline.warehouse import maintenance
+from bangkok_pipeline.warehouse import access, maintenance
 from bangkok_pipeline.warehouse.month_lock import held_months
 from bangkok_pipeline.warehouse.partitions import parse_partition_name
 
@@ -54,6 +54,7 @@ CONCERNS = (
     "loads",
     "partitions",
     "staging",
+    "access",
 )
 
 
@@ -162,6 +163,7 @@ def check_health(
             lambda: _loads(conn, digests, problems),
             lambda: _partitions(conn, digests),
             lambda: _staging(conn),
+            lambda: _access(conn),
         ]
         findings = []
         for concern, check in zip(CONCERNS, checks, strict=True):
@@ -454,3 +456,24 @@ def _staging(conn: psycopg.Connection) -> Finding:
         return Finding("staging", Status.WARN, "; ".join(problems), details)
     building = f"; {len(in_progress)} table(s) being built by a running load" if in_progress else ""
     return Finding("staging", Status.OK, f"no orphaned tables or stuck loads{building}", details)
+
+
+def _access(conn: psycopg.Connection) -> Finding:
+    """The audit of the `api_roles_cannot_bypass_rls` asset check, for the whole database."""
+    if access.API_ROLE not in access.audited_roles(conn):
+        return Finding("access", Status.OK, "no API roles yet (migration 0004 not applied)")
+    leaks = access.privilege_leaks(conn)
+    gaps = access.rls_gaps(conn)
+    audited = ", ".join(access.audited_roles(conn))
+    details = {"privileges": [str(leak) for leak in leaks], "tables_without_forced_rls": gaps}
+    if not leaks and not gaps:
+        return Finding("access", Status.OK, f"no API role reaches around RLS ({audited})", details)
+    problems = []
+    if leaks:
+        shown = "; ".join(str(leak) for leak in leaks[:5])
+        problems.append(f"{len(leaks)} privilege(s) around RLS: {shown}")
+    if gaps:
+        problems.append(f"RLS not enabled and forced on: {', '.join(gaps)}")
+    return Finding(
+        "access", Status.CRITICAL, "; ".join(problems) + f" (audited: {audited})", details
+    )

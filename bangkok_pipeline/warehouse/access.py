@@ -25,6 +25,8 @@ from bangkok_pipeline.db.queries import query
 OWNER_ROLE = "bangkok_owner"
 LOADER_ROLE = "bangkok_loader"
 API_ROLE = "bangkok_api"
+# Supabase's Data API roles (anon: no JWT; authenticated: a user's JWT; service_role: BYPASSRLS).
+SUPABASE_API_ROLES = ("anon", "authenticated", "service_role")
 
 # Every table an API role can read: RLS must be enabled and forced on each.
 RLS_TABLES = (
@@ -181,13 +183,27 @@ class PrivilegeLeak:
 
 
 def privilege_leaks(conn: psycopg.Connection) -> list[PrivilegeLeak]:
-    """Privileges of API roles (or PUBLIC) on partitions, the partitions schema or side tables:
-    each one lets a client read or write around the parents' policies."""
+    """Privileges that let an API role read or write around the policies: bangkok_api's members,
+    PUBLIC and, where they exist, Supabase's anon, authenticated and service_role (the rules are
+    in `sql/queries/select_api_privilege_leaks.sql`)."""
     rows = conn.execute(
         query("select_api_privilege_leaks"),
-        {"api_role": API_ROLE, "side_tables": list(SIDE_TABLES)},
+        {
+            "api_role": API_ROLE,
+            "side_tables": list(SIDE_TABLES),
+            "owner_roles": [OWNER_ROLE, LOADER_ROLE],
+        },
     ).fetchall()
     return [PrivilegeLeak(*row) for row in rows]
+
+
+def audited_roles(conn: psycopg.Connection) -> list[str]:
+    """The API roles the audit covers on this server: bangkok_api, Supabase's that exist, PUBLIC."""
+    rows = conn.execute(
+        "SELECT rolname::text FROM pg_roles WHERE rolname = ANY (%s) ORDER BY 1",
+        ([API_ROLE, *SUPABASE_API_ROLES],),
+    ).fetchall()
+    return [name for (name,) in rows] + ["PUBLIC"]
 
 
 def rls_gaps(conn: psycopg.Connection) -> list[str]:

@@ -98,10 +98,12 @@ def aggregates_match_raw(
 @dg.asset_check(
     asset=READINGS,
     partitions_def=monthly_partitions,
-    description="No API role (bangkok_api, its members, PUBLIC) holds a privilege on any table "
-    "in schema partitions (this month's included), on the schema itself or on the load's side "
-    "tables, and Row Level Security is enabled and forced on every API-readable table: a "
-    "partition queried directly skips its parent's policies.",
+    description="No API role (bangkok_api, its members, PUBLIC; Supabase's anon, authenticated "
+    "and service_role where they exist) holds a privilege on any table in schema partitions "
+    "(this month's included), on the schema itself or on the load's side tables; anon, "
+    "service_role and PUBLIC hold nothing of the pipeline's, authenticated writes nothing; and "
+    "Row Level Security is enabled and forced on every API-readable table: a partition queried "
+    "directly skips its parent's policies.",
 )
 def api_roles_cannot_bypass_rls(
     context: dg.AssetCheckExecutionContext, database: PostgresResource

@@ -22,6 +22,9 @@ _DESCRIPTIONS = {
     "loads": "Every month with source data loaded, none changed since, no failed latest load.",
     "partitions": "Every loaded month's partitions attached or archived; no gaps.",
     "staging": "No orphaned unattached tables in schema partitions, no stuck loads.",
+    "access": "No API role (bangkok_api's members, PUBLIC; Supabase's anon, authenticated and "
+    "service_role where they exist) holds a privilege around Row Level Security; RLS enabled "
+    "and forced on every API-readable table.",
 }
 
 HEALTH_CHECK_SPECS = [
