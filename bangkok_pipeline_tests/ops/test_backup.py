@@ -1,10 +1,16 @@
-"""Backup and restore with the embedded server's pg_dump/pg_restore: a backup restored into a
-fresh server gives identical per-partition row counts and checksums, with the roles, grants and
-RLS policies intact; a non-empty database is refused without --force; a truncated file, a file
-that is not a dump, and another project's dump are refused with nothing changed; only the newest
-N timestamped backups are kept."""
+"""Backup and restore, on the embedded PostgreSQL 18 and (marked `hosted`) on the Supabase-like
+PostgreSQL 15 as its non-superuser project login: a backup restored into a fresh server of the
+same kind gives identical per-partition row counts and checksums, with the roles, grants and RLS
+policies intact; a restore into a database that has an auth schema of its own (Supabase's)
+restores the pipeline's schemas and leaves auth as it was; a non-empty database is refused
+without --force; a truncated file, a file that is not a dump, and another project's dump are
+refused, and a restore that fails midway is rolled back, with nothing changed; only the newest N
+timestamped backups are kept; the client tools are the server's major version's, or the command
+refuses in one line naming the fix."""
 
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -12,13 +18,15 @@ import pytest
 from psycopg import sql
 
 from bangkok_pipeline.cli.main import run
+from bangkok_pipeline.core.settings import SettingError
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH, EmbeddedServer
 from bangkok_pipeline.ops import backup
 from bangkok_pipeline.ops.backup import BackupError
 from bangkok_pipeline.transform.fingerprint import database_fingerprints
 from bangkok_pipeline_tests.conftest import load_directly, new_database
+from bangkok_pipeline_tests.hosted.server import PG15_BIN, SupabaseLikeServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
 
 def _partition_figures(conn: psycopg.Connection) -> dict[str, object]:
@@ -91,21 +99,123 @@ def dump(loaded_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return backup.backup(loaded_url, None, directory, keep=3).file
 
 
+@contextmanager
+def _fresh_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new server of the kind under test: its (Supabase: the project login's) maintenance URL."""
+    if request.node.callspec.params["server_url"] == "supabase15":
+        project = SupabaseLikeServer().start()
+        try:
+            yield project.url()
+        finally:
+            project.stop()
+        return
+    fresh = EmbeddedServer(tmp_path / "fresh")
+    try:
+        yield fresh.ensure_running()
+    finally:
+        fresh.stop()
+
+
+def _schemas_and_privileges(url: str) -> dict[str, object]:
+    """The database's schemas with owners and privileges, its own privileges, its relations."""
+    with psycopg.connect(url) as conn:
+        return {
+            "schemas": conn.execute(
+                "SELECT nspname, pg_get_userbyid(nspowner), nspacl::text, "
+                "obj_description(oid, 'pg_namespace') FROM pg_namespace ORDER BY 1"
+            ).fetchall(),
+            "database": conn.execute(
+                "SELECT datacl::text FROM pg_database WHERE datname = current_database()"
+            ).fetchall(),
+            "relations": conn.execute(
+                "SELECT c.oid::regclass::text, c.relacl::text FROM pg_class AS c "
+                "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
+                "ORDER BY 1"
+            ).fetchall(),
+        }
+
+
+def _auth(url: str) -> dict[str, object]:
+    """Schema auth as its owner left it: ownership, privileges, auth.users, auth.uid()."""
+    with psycopg.connect(url) as conn:
+        return {
+            "schema": conn.execute(
+                "SELECT pg_get_userbyid(nspowner), nspacl::text, "
+                "obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = 'auth'"
+            ).fetchall(),
+            "users": conn.execute("SELECT id, email FROM auth.users ORDER BY 1").fetchall(),
+            "uid": conn.execute(
+                "SELECT pg_get_functiondef(p.oid), pg_get_userbyid(p.proowner), p.proacl::text, "
+                "obj_description(p.oid, 'pg_proc') FROM pg_proc AS p "
+                "WHERE p.oid = 'auth.uid()'::regprocedure"
+            ).fetchall(),
+            "objects": conn.execute(
+                "SELECT oid::regclass::text FROM pg_class "
+                "WHERE relnamespace = 'auth'::regnamespace ORDER BY 1"
+            ).fetchall(),
+        }
+
+
 def test_backup_restores_into_a_fresh_server_with_everything_intact(
-    loaded_url: str, dump: Path, tmp_path: Path
+    request: pytest.FixtureRequest, loaded_url: str, dump: Path, tmp_path: Path
 ) -> None:
     assert backup.NAME_PATTERN.match(dump.name)
     assert backup.roles_file(dump).is_file()
     expected = _state(loaded_url)
     assert expected["partitions"] and expected["policies"], "something to compare"
-    fresh = EmbeddedServer(tmp_path / "fresh")
-    url = fresh.ensure_running()
-    try:
+    with _fresh_server(request, tmp_path) as fresh, new_database(fresh) as url:
         result = backup.restore(url, dump)
         assert set(result.created_roles) >= {"bangkok_owner", "bangkok_loader", "bangkok_api"}
         assert _state(url) == expected
-    finally:
-        fresh.stop()
+
+
+def test_a_restore_leaves_an_auth_schema_of_the_project_alone(
+    server_url: str, tmp_path: Path
+) -> None:
+    """The source has migration 0004's auth.uid() shim (a database without auth); the target has
+    an auth schema of its own, as every Supabase project has (here: from the template, or made
+    like Supabase's on the embedded server)."""
+    with (
+        new_database(server_url, migrate=True, template="template0") as source,
+        new_database(server_url) as target,
+    ):
+        with psycopg.connect(source) as conn:
+            assert "auth" in backup.pipeline_schemas(conn), "the shim is the pipeline's"
+            tables = backup.user_tables(conn)
+        file = backup.backup(source, tmp_path / "shim.dump", tmp_path, keep=1).file
+        with psycopg.connect(target, autocommit=True) as conn:
+            if conn.execute("SELECT to_regnamespace('auth')").fetchone() == (None,):
+                conn.execute(
+                    "CREATE SCHEMA auth; CREATE TABLE auth.users (id uuid PRIMARY KEY, email text);"
+                    "CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS "
+                    "$$ SELECT nullif(current_setting('request.jwt.claim.sub', true), '')::uuid $$"
+                )
+            conn.execute(
+                "INSERT INTO auth.users (id, email) "
+                "VALUES ('00000000-0000-0000-0000-000000000001', 'someone@example.com')"
+            )
+            assert backup.pipeline_schemas(conn) == ["public"]
+            assert backup.user_tables(conn) == 0, "Supabase's auth.users is not the project's"
+        before = _auth(target)
+        result = backup.restore(target, file)
+        assert _auth(target) == before
+        assert result.tables == tables
+        with psycopg.connect(target) as conn, psycopg.connect(source) as original:
+            migrations = "SELECT version, checksum FROM schema_migrations ORDER BY 1"
+            assert conn.execute(migrations).fetchall() == original.execute(migrations).fetchall()
+
+
+def test_a_restore_that_fails_midway_changes_nothing(server_url: str, dump: Path) -> None:
+    """A type named like one of the backup's tables: the restore creates schemas, functions and
+    tables before it reaches that one, and all of it is rolled back."""
+    with new_database(server_url) as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TYPE public.zones AS (zone smallint)")
+        before = _schemas_and_privileges(url)
+        with pytest.raises(BackupError, match=r'^restore failed, .*"zones" already exists$'):
+            backup.restore(url, dump)
+        assert _schemas_and_privileges(url) == before
 
 
 def test_a_non_empty_database_is_refused_unless_forced(
@@ -140,12 +250,8 @@ def test_bad_backup_files_are_refused_and_the_database_stays_empty(
             conn.execute("CREATE TABLE other_project (id int)")
         foreign = tmp_path / "foreign.dump"
         with psycopg.connect(url) as conn:
-            conninfo = conn.info.dsn
-        import subprocess
-
-        subprocess.run(
-            [str(POSTGRES_BIN_PATH / "pg_dump"), "-Fc", f"--file={foreign}", conninfo], check=True
-        )
+            tools = backup.client_tools(conn.info.server_version // 10000)
+        subprocess.run([tools.path("pg_dump"), "-Fc", f"--file={foreign}", url], check=True)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP TABLE other_project"))
         cases = [
@@ -199,3 +305,46 @@ def test_db_backup_and_restore_commands(
         assert run(["db", "restore", str(target)]) == 0
         assert capsys.readouterr().out.startswith("restored cli.dump into ")
         assert _state(url)["partitions"] == _state(loaded_url)["partitions"]
+
+
+def test_the_client_tools_are_the_server_versions_or_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BANGKOK_PG_BIN_DIR", raising=False)
+    assert backup.client_tools(18) == backup.ClientTools(POSTGRES_BIN_PATH, 18)
+    assert backup.client_tools(15) == backup.ClientTools(PG15_BIN, 15)
+    with pytest.raises(BackupError) as refused:
+        backup.client_tools(13)
+    assert str(refused.value) == (
+        "PostgreSQL 13 server: install its client tools (apt-get install postgresql-client-13) "
+        "or set BANGKOK_PG_BIN_DIR to the directory of its pg_dump, pg_restore and psql"
+    )
+    monkeypatch.setenv("BANGKOK_PG_BIN_DIR", str(PG15_BIN))
+    assert backup.client_tools(15) == backup.ClientTools(PG15_BIN, 15)
+    with pytest.raises(BackupError, match="holds PostgreSQL 15 client tools; the server is Postg"):
+        backup.client_tools(18)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("BANGKOK_PG_BIN_DIR", str(empty))
+    with pytest.raises(BackupError, match="lacks one of pg_dump, pg_restore, psql"):
+        backup.client_tools(15)
+    monkeypatch.setenv("BANGKOK_PG_BIN_DIR", str(tmp_path / "absent"))
+    with pytest.raises(SettingError, match="BANGKOK_PG_BIN_DIR=.* is not a directory"):
+        backup.client_tools(15)
+
+
+def test_a_backup_without_matching_client_tools_is_refused_and_writes_nothing(
+    loaded_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("BANGKOK_PG_BIN_DIR", str(empty))
+    monkeypatch.setenv("DATABASE_URL", loaded_url)
+    target = tmp_path / "out" / "refused.dump"
+    assert run(["db", "backup", "--out", str(target)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "BANGKOK_PG_BIN_DIR" in error
+    assert not target.parent.exists()

@@ -1,11 +1,12 @@
--- Roles this database's objects refer to: owners of schemas, relations, functions and types,
--- grantees of their privileges and of default privileges, roles named by policies; then the
--- roles those are members of. With the attributes and memberships a restore recreates.
+-- Roles the objects of the given schemas (the pipeline's) refer to: owners of the schemas,
+-- relations, functions and types, grantees of their privileges and of default privileges there
+-- (or database-wide), roles named by policies on their tables; then the roles those are members
+-- of. With the attributes and memberships a restore recreates.
 -- Superusers and predefined pg_* roles are left out: a restore must not (or need not) make them.
 WITH RECURSIVE user_schemas AS (
     SELECT oid, nspowner, nspacl
     FROM pg_namespace
-    WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname !~ '^pg_'
+    WHERE nspname = ANY (%(schemas)s)
 ), referenced AS (
     SELECT nspowner AS oid FROM user_schemas
     UNION SELECT (aclexplode(nspacl)).grantee FROM user_schemas WHERE nspacl IS NOT NULL
@@ -17,8 +18,11 @@ WITH RECURSIVE user_schemas AS (
           WHERE proacl IS NOT NULL AND pronamespace IN (SELECT oid FROM user_schemas)
     UNION SELECT typowner FROM pg_type WHERE typnamespace IN (SELECT oid FROM user_schemas)
     UNION SELECT defaclrole FROM pg_default_acl
+          WHERE defaclnamespace = 0 OR defaclnamespace IN (SELECT oid FROM user_schemas)
     UNION SELECT (aclexplode(defaclacl)).grantee FROM pg_default_acl
-    UNION SELECT unnest(polroles) FROM pg_policy
+          WHERE defaclnamespace = 0 OR defaclnamespace IN (SELECT oid FROM user_schemas)
+    UNION SELECT unnest(p.polroles) FROM pg_policy AS p JOIN pg_class AS c ON c.oid = p.polrelid
+          WHERE c.relnamespace IN (SELECT oid FROM user_schemas)
 ), with_groups AS (
     SELECT oid FROM referenced
     UNION
