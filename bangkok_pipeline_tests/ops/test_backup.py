@@ -21,6 +21,7 @@ from bangkok_pipeline.cli.main import run
 from bangkok_pipeline.core.settings import SettingError
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH, EmbeddedServer
 from bangkok_pipeline.ops import backup
+from bangkok_pipeline.warehouse import access
 from bangkok_pipeline.ops.backup import BackupError
 from bangkok_pipeline.transform.fingerprint import database_fingerprints
 from bangkok_pipeline_tests.conftest import load_directly, new_database
@@ -67,7 +68,8 @@ def _state(url: str) -> dict[str, object]:
                 "ORDER BY 1"
             ).fetchall(),
             "grants": conn.execute(
-                "SELECT c.relname, c.relacl::text, pg_get_userbyid(c.relowner) FROM pg_class AS c "
+                "SELECT c.relname, coalesce(c.relacl, acldefault('r', c.relowner))::text, "
+                "pg_get_userbyid(c.relowner) FROM pg_class AS c "
                 "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
                 "WHERE n.nspname IN ('public', 'partitions', 'api') ORDER BY 1"
             ).fetchall(),
@@ -102,7 +104,7 @@ def dump(loaded_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @contextmanager
 def _fresh_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A new server of the kind under test: its (Supabase: the project login's) maintenance URL."""
-    if request.node.callspec.params["server_url"] == "supabase15":
+    if request.node.callspec.params["server"] == "supabase15":
         project = SupabaseLikeServer().start()
         try:
             yield project.url()
@@ -168,6 +170,8 @@ def test_backup_restores_into_a_fresh_server_with_everything_intact(
         result = backup.restore(url, dump)
         assert set(result.created_roles) >= {"bangkok_owner", "bangkok_loader", "bangkok_api"}
         assert _state(url) == expected
+        with psycopg.connect(url) as conn:  # the target's default privileges were taken back
+            assert access.privilege_leaks(conn) == []
 
 
 def test_a_restore_leaves_an_auth_schema_of_the_project_alone(
