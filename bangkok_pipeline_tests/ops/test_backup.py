@@ -21,9 +21,9 @@ from bangkok_pipeline.cli.main import run
 from bangkok_pipeline.core.settings import SettingError
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH, EmbeddedServer
 from bangkok_pipeline.ops import backup
-from bangkok_pipeline.warehouse import access
 from bangkok_pipeline.ops.backup import BackupError
 from bangkok_pipeline.transform.fingerprint import database_fingerprints
+from bangkok_pipeline.warehouse import access
 from bangkok_pipeline_tests.conftest import load_directly, new_database
 from bangkok_pipeline_tests.hosted.server import PG15_BIN, SupabaseLikeServer
 
