@@ -342,7 +342,14 @@ def restore(url: str, file: Path, force: bool = False) -> RestoreResult:
             listing.write_text("".join(f"{line}\n" for line in entries))
             lists.append([tools.path("pg_restore"), *clean, f"--use-list={listing}", "--file=-"])
         seal = query("seal_api_roles").encode()
-        pieces = [before, [*lists[0], str(file)], during, [*lists[1], str(file)], after, seal]
+        pieces: list[bytes | list[str]] = [
+            before,
+            [*lists[0], str(file)],
+            during,
+            [*lists[1], str(file)],
+            after,
+            seal,
+        ]
         _apply(tools, url, pieces)
     with connect(url, autocommit=True) as conn:
         tables = user_tables(conn)
