@@ -24,6 +24,7 @@ from psycopg import sql
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.db.embedded import EmbeddedServer
+from bangkok_pipeline_tests.hosted.pgbouncer import PgBouncer
 from bangkok_pipeline_tests.hosted.server import SUPERUSER as SUPABASE_SUPERUSER
 from bangkok_pipeline_tests.hosted.server import SupabaseLikeServer
 
@@ -50,6 +51,30 @@ class Server:
 def supabase_server() -> Iterator[SupabaseLikeServer]:
     """The session's Supabase-like PostgreSQL 15, started on first use."""
     server = SupabaseLikeServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def transaction_pooler(supabase_server: SupabaseLikeServer) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode before the Supabase-like server (as Supavisor on 6543)."""
+    pooler = PgBouncer(supabase_server.url(), "transaction").start()
+    yield pooler
+    pooler.stop()
+
+
+@pytest.fixture(scope="session")
+def session_pooler(supabase_server: SupabaseLikeServer) -> Iterator[PgBouncer]:
+    """A PgBouncer in session mode before the Supabase-like server (Supavisor on 5432 is one)."""
+    pooler = PgBouncer(supabase_server.url(), "session").start()
+    yield pooler
+    pooler.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_server() -> Iterator[SupabaseLikeServer]:
+    """A second Supabase-like PostgreSQL 15, also on 127.0.0.1 with SSL on."""
+    server = SupabaseLikeServer(tls=True).start()
     yield server
     server.stop()
 

@@ -14,6 +14,7 @@ from bangkok_pipeline.core.months import Month, MonthSpecError, parse_months
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import (
     DatabaseUnavailable,
+    TransactionPooler,
     connect,
     describe,
     embedded_server,
@@ -41,6 +42,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     migrations.MigrationError,
     MonthSpecError,
     services.ServiceError,
+    TransactionPooler,
     *cli_operations.EXPECTED_ERRORS,
 )
 

@@ -52,6 +52,33 @@ def connect_attempts() -> int:
     return max(1, _whole("BANGKOK_CONNECT_ATTEMPTS", 5, "a number of attempts"))
 
 
+def _timeout(name: str, default: float) -> float:
+    """A timeout in seconds, fractions allowed; 0 is no limit."""
+    seconds = _within(float, 0.0, 2_000_000.0)  # PostgreSQL's limit: 2^31 - 1 ms
+    expected = f"a number of seconds (0: no limit); expected e.g. {default:g}"
+    return _number(name, default, seconds, expected)
+
+
+def statement_timeout_seconds() -> float:
+    """The longest any one statement of the pipeline may run (`BANGKOK_STATEMENT_TIMEOUT_SECONDS`,
+    3600; 0: no limit), set on each of its connections so that a server or role default
+    (Supabase's API roles have seconds; hosted servers often set one for every login) cannot
+    cancel a load. A month's COPY and index build take seconds here and can take minutes on a
+    small hosted instance; an hour still ends a statement that hangs."""
+    return _timeout("BANGKOK_STATEMENT_TIMEOUT_SECONDS", 3600.0)
+
+
+def lock_timeout_seconds() -> float:
+    """The longest a statement of the pipeline waits for a table lock
+    (`BANGKOK_LOCK_TIMEOUT_SECONDS`, 60; 0: no limit). DDL (partition swaps, migrations) waiting
+    behind a long query also blocks every later reader of the table: a minute is long enough for
+    ordinary queries to finish, and the error is transient (the load's retry policy tries again,
+    the partition swap sets a shorter limit of its own and retries itself). Waits for the month or
+    migrator lock, which only other pipeline work holds, are bounded by the statement timeout
+    instead."""
+    return _timeout("BANGKOK_LOCK_TIMEOUT_SECONDS", 60.0)
+
+
 def source_dir() -> Path:
     """Where the CU-BEMS CSV files are read from (`CUBEMS_SOURCE_DIR`)."""
     default = bangkok_home() / "source"
@@ -240,6 +267,8 @@ def check_all() -> None:
     for read in (
         bangkok_home,
         connect_attempts,
+        statement_timeout_seconds,
+        lock_timeout_seconds,
         source_dir,
         max_source_bytes,
         sensor_interval_seconds,

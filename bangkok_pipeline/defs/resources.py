@@ -8,12 +8,21 @@ import dagster as dg
 import psycopg
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.db.connection import DatabaseUnavailable, connect, is_transient, resolve_url
+from bangkok_pipeline.db.connection import (
+    DatabaseUnavailable,
+    TransactionPooler,
+    connect,
+    is_transient,
+    resolve_url,
+    timeout_hint,
+)
 from bangkok_pipeline.ops import health
 
 
 class PostgresResource(dg.ConfigurableResource):
-    """The pipeline's PostgreSQL: `database_url`, else DATABASE_URL, else the embedded server."""
+    """The pipeline's PostgreSQL: `database_url`, else DATABASE_URL, else the embedded server.
+    Its connections carry the pipeline's timeouts; a transaction-mode pooler fails the step before
+    it writes anything, without retries."""
 
     database_url: str | None = None
 
@@ -34,11 +43,14 @@ class PostgresResource(dg.ConfigurableResource):
                 yield conn
         except DatabaseUnavailable:
             raise
+        except TransactionPooler as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
         except psycopg.Error as error:
             if is_transient(error):
                 raise
             raise dg.Failure(
-                description=f"database error ({type(error).__name__}): {error}".strip(),
+                description=f"database error ({type(error).__name__}): {error}".strip()
+                + timeout_hint(error),
                 allow_retries=False,
             ) from error
 

@@ -21,7 +21,13 @@ from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import format_size
 from bangkok_pipeline.db import migrations
-from bangkok_pipeline.db.connection import DatabaseUnavailable, connect, describe, embedded_server
+from bangkok_pipeline.db.connection import (
+    DatabaseUnavailable,
+    TransactionPooler,
+    connect,
+    describe,
+    embedded_server,
+)
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
 from bangkok_pipeline.warehouse import access, maintenance
@@ -145,8 +151,9 @@ def check_health(
         if url is None:
             raise DatabaseUnavailable(not_running or "no database URL")
         conn = connect(url, attempts=1, autocommit=True)
-    except DatabaseUnavailable as error:
-        findings = [Finding("database", Status.CRITICAL, f"unreachable: {error}")]
+    except (DatabaseUnavailable, TransactionPooler) as error:
+        reason = "refused" if isinstance(error, TransactionPooler) else "unreachable"
+        findings = [Finding("database", Status.CRITICAL, f"{reason}: {error}")]
         findings += [
             Finding(c, Status.UNKNOWN, "not checked: the database is unreachable")
             for c in CONCERNS[1:]

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 from psycopg import sql
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.db.connection import dagster_storage_url
+from bangkok_pipeline.db.connection import connect, dagster_storage_url
 
 STORAGE_URL_VARIABLE = "BANGKOK_DAGSTER_PG_URL"
 
@@ -82,7 +81,7 @@ def ensure_dagster_database(database_url: str) -> None:
     """Create the `dagster` database on the same server unless the user gave Dagster its own."""
     if settings.dagster_storage_url():
         return
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'dagster'").fetchone()
         if not found:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier("dagster")))

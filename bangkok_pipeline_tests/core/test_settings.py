@@ -18,6 +18,8 @@ from bangkok_pipeline.core import settings
         ("BANGKOK_HEALTH_INTERVAL_SECONDS", settings.health_interval_seconds, "seconds"),
         ("BANGKOK_PREMAKE_MONTHS", settings.premake_months, "months"),
         ("BANGKOK_BACKUP_KEEP", settings.backup_keep, "backups"),
+        ("BANGKOK_STATEMENT_TIMEOUT_SECONDS", settings.statement_timeout_seconds, "no limit"),
+        ("BANGKOK_LOCK_TIMEOUT_SECONDS", settings.lock_timeout_seconds, "no limit"),
         ("BANGKOK_CONNECT_ATTEMPTS", settings.connect_attempts, "attempts"),
         ("BANGKOK_MAX_SOURCE_BYTES", settings.max_source_bytes, "bytes"),
         ("BANGKOK_SLOW_STATEMENT_MS", settings.slow_statement_ms, "milliseconds"),

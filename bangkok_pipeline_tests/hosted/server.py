@@ -1,10 +1,13 @@
 """A Supabase-like PostgreSQL 15 for the tests: Debian's server binaries, a cluster in a temporary
 directory reached over a Unix socket, set up as a Supabase project is (`supabase_cluster.sql`,
-`supabase_project.sql`): the pipeline runs as `postgres`, a login that is not a superuser."""
+`supabase_project.sql`): the pipeline runs as `postgres`, a login that is not a superuser.
+With `tls=True` it also listens on 127.0.0.1 with SSL on (a self-signed certificate), as a hosted
+server does."""
 
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -33,7 +36,7 @@ _SETTINGS = (
 class SupabaseLikeServer:
     """initdb + pg_ctl as an unprivileged OS user (the `postgres` account when run as root)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         if not (PG15_BIN / "postgres").exists():
             raise RuntimeError(
                 f"PostgreSQL 15 server binaries not found in {PG15_BIN}: "
@@ -41,6 +44,8 @@ class SupabaseLikeServer:
             )
         self.root = Path(tempfile.mkdtemp(prefix="bangkok-pg15-"))
         self.data = self.root / "data"
+        self.tls = tls
+        self.port = _free_port() if tls else 5432
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             account = pwd.getpwnam("postgres")
@@ -51,7 +56,12 @@ class SupabaseLikeServer:
         subprocess.run([*self._as_user, *command], check=True, capture_output=True, text=True)
 
     def url(self, user: str = OWNER, dbname: str = "postgres") -> str:
-        return make_conninfo(host=str(self.root), port=5432, user=user, dbname=dbname)
+        return make_conninfo(host=str(self.root), port=self.port, user=user, dbname=dbname)
+
+    def tcp_url(self, user: str = OWNER, dbname: str = "postgres", **params: str) -> str:
+        """A URL over TCP on 127.0.0.1 (servers started with `tls=True`), e.g. sslmode=require."""
+        url = f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+        return make_conninfo(url, **params) if params else url
 
     def start(self) -> "SupabaseLikeServer":
         self._run(
@@ -59,7 +69,16 @@ class SupabaseLikeServer:
             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
         )  # fmt: skip
         options = " ".join(f"-c {setting}" for setting in _SETTINGS)
-        options += f" -c unix_socket_directories={self.root}"
+        options += f" -c unix_socket_directories={self.root} -c port={self.port}"
+        if self.tls:
+            self._run(
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-subj", "/CN=127.0.0.1", "-keyout", str(self.root / "server.key"),
+                "-out", str(self.root / "server.crt"),
+            )  # fmt: skip
+            (self.root / "server.key").chmod(0o600)
+            options += f" -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={self.root}"
+            options += f"/server.crt -c ssl_key_file={self.root}/server.key"
         self._run(
             str(PG15_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
             "-o", options, "-w", "start",
@@ -74,3 +93,9 @@ class SupabaseLikeServer:
         if (self.data / "postmaster.pid").exists():
             self._run(str(PG15_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -19,7 +19,7 @@ import dagster as dg
 import psycopg
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.db.connection import DatabaseUnavailable, connect
+from bangkok_pipeline.db.connection import DatabaseUnavailable, TransactionPooler, connect
 from bangkok_pipeline.defs.operations.assets import DATABASE
 from bangkok_pipeline.defs.operations.checks import check_fields
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
@@ -60,7 +60,7 @@ def _alert(url: str | None, alerts: list[HealthAlert], log: logging.Logger) -> N
         with connect(url, attempts=1, autocommit=True) as conn:
             for alert, alerted in zip(alerts, posted, strict=True):
                 record_health_alert(conn, alert, alerted)
-    except (DatabaseUnavailable, psycopg.Error) as error:  # the database may be what is down
+    except (DatabaseUnavailable, TransactionPooler, psycopg.Error) as error:  # it may be at fault
         log.warning(f"could not record health alerts: {error}")
 
 
