@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg.abc import Params
 
 from bangkok_pipeline.core.settings import sql_dir
 from bangkok_pipeline.db.connection import lock_holder, table_exists
@@ -165,23 +166,21 @@ def migrate(
     with _migration_lock(conn):
         done = applied(conn)
         _check_unchanged(migrations, done)
-        steps = []
+        steps: list[str] = []
         for migration in _pending(migrations, done, target):
-            with conn.transaction():
-                conn.execute(migration.up.read_text())
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                    (migration.version, migration.name, migration.checksum),
-                )
+            record: tuple[str, Params] = (
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                (migration.version, migration.name, migration.checksum),
+            )
+            _run_script(conn, migration.up.name, migration.up.read_text(), steps, record)
             steps.append(migration.label)
         for repeatable in due_repeatables(conn, applied(conn), found):
             content = repeatable.path.read_bytes()  # once: the checksum is of what ran
-            with conn.transaction():
-                conn.execute(content.decode())
-                conn.execute(
-                    query("upsert_schema_repeatable"),
-                    {"name": repeatable.name, "checksum": hashlib.sha256(content).hexdigest()},
-                )
+            record = (
+                query("upsert_schema_repeatable"),
+                {"name": repeatable.name, "checksum": hashlib.sha256(content).hexdigest()},
+            )
+            _run_script(conn, repeatable.path.name, content.decode(), steps, record)
             steps.append(repeatable.label)
         return steps
 
@@ -216,14 +215,74 @@ def downgrade(
         missing = [v for v in done if v > target and v not in by_version]
         if missing:
             raise MigrationError(f"no downgrade file on disk for applied version {missing[0]:04d}")
-        steps = []
+        steps: list[str] = []
         for version in sorted((v for v in done if v > target), reverse=True):
             migration = by_version[version]
-            with conn.transaction():
-                conn.execute(migration.down.read_text())
-                conn.execute("DELETE FROM schema_migrations WHERE version = %s", (version,))
+            record: tuple[str, Params] = (
+                "DELETE FROM schema_migrations WHERE version = %s",
+                (version,),
+            )
+            _run_script(conn, migration.down.name, migration.down.read_text(), steps, record)
             steps.append(migration.label)
         return steps
+
+
+def _run_script(
+    conn: psycopg.Connection, file: str, text: str, done: list[str], record: tuple[str, Params]
+) -> None:
+    """Run a step's statements, then `record` (its row in schema_*), in one transaction. A failure
+    is one line: the file, the line and first words of the failing statement, the server's reason
+    (it names the missing privilege, for a login that lacks one); the step is rolled back, the
+    steps before it stay."""
+    line, statement = 0, ""
+    try:
+        with conn.transaction():
+            for line, statement in statements(text):  # noqa: B007 - named in the error below
+                conn.execute(statement)
+            conn.execute(*record)
+    except psycopg.errors.Error as error:
+        reason = (error.diag.message_primary or str(error)).strip()
+        if isinstance(error, psycopg.errors.InsufficientPrivilege):
+            reason += f" (the login {conn.info.user} lacks a privilege this step needs)"
+        words = " ".join(statement.split())
+        shown = words if len(words) <= 60 else words[:60] + "…"
+        before = f"; the steps before it stay applied (up to {done[-1]})" if done else ""
+        raise MigrationError(
+            f"{file} line {line} ({shown}) failed: {reason}; nothing of it was applied{before}"
+        ) from None
+
+
+_TOKEN = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\$\w*\$)|;", re.DOTALL)
+
+
+def statements(text: str) -> Iterator[tuple[int, str]]:
+    """The SQL statements of a script with the line each starts on: split at semicolons outside
+    comments, quoted strings, quoted identifiers and dollar-quoted bodies (DO blocks, functions)."""
+    start = 0
+    position = 0
+    while True:
+        match = _TOKEN.search(text, position)
+        if match is None:
+            break
+        position = match.end()
+        if match[1]:  # a dollar quote: skip to its closing tag
+            close = text.find(match[1], position)
+            position = len(text) if close < 0 else close + len(match[1])
+        elif match[0] == ";":
+            yield from _statement(text, start, position)
+            start = position
+    yield from _statement(text, start, len(text))
+
+
+def _statement(text: str, start: int, end: int) -> Iterator[tuple[int, str]]:
+    """The statement in text[start:end] without its leading comments, if it has code."""
+    leading = re.compile(r"\s*(?:--[^\n]*|/\*.*?\*/)", re.DOTALL)
+    while match := leading.match(text, start, end):
+        start = match.end()
+    body = text[start:end].strip()
+    if body.strip(";"):
+        offset = start + len(text[start:end]) - len(text[start:end].lstrip())
+        yield text.count("\n", 0, offset) + 1, body
 
 
 def _pending(migrations: list[Migration], done: dict[int, str], target: int) -> list[Migration]:
@@ -266,7 +325,13 @@ def _migration_lock(conn: psycopg.Connection) -> Iterator[None]:
     if not table_exists(conn, "schema_migrations"):
         # raced by another migrator: it is there now
         with suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
-            conn.execute(query("create_schema_migrations"))
+            try:
+                conn.execute(query("create_schema_migrations"))
+            except psycopg.errors.InsufficientPrivilege as error:
+                raise MigrationError(
+                    f"cannot create schema_migrations: {error.diag.message_primary} (the login "
+                    f"{conn.info.user} needs CREATE on schema public); nothing was applied"
+                ) from None
     with lock_holder(conn, "bangkok_pipeline migrator lock") as holder:
         holder.execute("LOCK TABLE schema_migrations IN SHARE UPDATE EXCLUSIVE MODE")
         yield

@@ -1,6 +1,7 @@
 """Versioned migrations: up, down to base, up again with data, races, edits and bad targets;
 repeatable functions: applied when their dependencies exist, re-applied when changed."""
 
+import re
 import shutil
 import threading
 import uuid
@@ -9,10 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from bangkok_pipeline.cli.main import run
 from bangkok_pipeline.core.settings import sql_dir
 from bangkok_pipeline.db import migrations
+from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.warehouse import access
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosted]
@@ -70,7 +73,8 @@ def test_a_failing_step_leaves_nothing_half_applied(database_url: str, tmp_path:
     )
     (folder / "migrations" / "9000_broken.down.sql").write_text("DROP TABLE half_done;\n")
     with psycopg.connect(database_url, autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.UndefinedFunction):
+        failed = "9000_broken.up.sql line 2 (SELECT no_such_function();) failed: function "
+        with pytest.raises(migrations.MigrationError, match=re.escape(failed)):
             migrations.migrate(conn, directory=folder)
         assert migrations.current_version(conn) == migrations.head()
         assert "half_done" not in _tables(conn)
@@ -296,3 +300,43 @@ def test_a_changed_repeatable_is_reapplied_by_a_non_superuser_migrator_keeping_p
         assert migrations.applied_repeatables(conn) == {
             r.name: r.checksum for r in migrations.repeatables(folder)
         }
+
+
+def test_a_login_lacking_a_privilege_gets_one_line_and_nothing_half_applied(
+    database_url: str,
+    superuser_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A login that may create tables in public but not schemas in the database: 0001 applies,
+    0002 stops at its CREATE SCHEMA, named with its line, and leaves nothing of itself."""
+    weak = f"t_weak_{uuid.uuid4().hex[:8]}"
+    dbname = conninfo_to_dict(database_url)["dbname"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(weak)))
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(str(dbname)), sql.Identifier(weak)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(weak))
+        )
+    try:
+        monkeypatch.setenv("DATABASE_URL", make_conninfo(database_url, user=weak))
+        assert run(["db", "migrate"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith(
+            "error: 0002_ingestion.up.sql line 6 (CREATE SCHEMA partitions;) failed: "
+            f"permission denied for database {dbname} (the login {weak} lacks a privilege this "
+            "step needs); nothing of it was applied; the steps before it stay applied (up to "
+            "0001_core_schema)"
+        ), err
+        with psycopg.connect(with_database(superuser_url, str(dbname))) as conn:
+            assert migrations.current_version(conn) == 1
+            assert conn.execute("SELECT to_regclass('hourly_sensor_stats')").fetchone() == (None,)
+    finally:
+        with psycopg.connect(with_database(superuser_url, str(dbname)), autocommit=True) as conn:
+            for statement in ("DROP OWNED BY {}", "DROP ROLE {}"):
+                conn.execute(sql.SQL(statement).format(sql.Identifier(weak)))
