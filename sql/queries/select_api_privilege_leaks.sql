@@ -1,6 +1,6 @@
 -- Every privilege through which an API role could read or change rows around Row Level Security.
--- API roles: the role %(api_role)s and every role that is a member of it (directly or through
--- other roles), PUBLIC, and Supabase's Data API roles where they exist (anon, authenticated,
+-- API roles: the role %(api_role)s and every role that can act as it (directly or through other
+-- roles), PUBLIC, and Supabase's Data API roles where they exist (anon, authenticated,
 -- service_role: NOINHERIT, so not members). Superusers are left out: they bypass RLS whatever
 -- is granted. Three rules:
 --   every API role: nothing on any relation in schema `partitions` (month partitions and tables
@@ -8,14 +8,19 @@
 --   anon, service_role (BYPASSRLS) and PUBLIC: nothing on any of the pipeline's relations
 --     (owned by %(owner_roles)s, or schema_migrations) nor EXECUTE on any of its functions;
 --   authenticated: no INSERT, UPDATE, DELETE or TRUNCATE on any of the pipeline's relations.
-WITH RECURSIVE api_members AS (
-    SELECT oid AS role_oid FROM pg_roles WHERE rolname = %(api_role)s
-    UNION
-    SELECT m.member FROM pg_auth_members AS m JOIN api_members AS a ON m.roleid = a.role_oid
+WITH api AS (
+    SELECT oid FROM pg_roles WHERE rolname = %(api_role)s
 ), grantees AS (
+    -- Members that can act as the API role: inherit its privileges or SET ROLE to it. From
+    -- PostgreSQL 16 a membership may allow neither (the ADMIN-only grant a CREATEROLE login gets
+    -- on each role it creates, such as a non-superuser migrator on bangkok_api): that is no API
+    -- login. Before 16 every membership allows SET ROLE.
     SELECT r.rolname::text AS grantee, 'member' AS kind
-    FROM pg_roles AS r JOIN api_members AS a ON a.role_oid = r.oid
+    FROM pg_roles AS r CROSS JOIN api
     WHERE NOT r.rolsuper
+      AND CASE WHEN current_setting('server_version_num')::int >= 160000
+               THEN pg_has_role(r.oid, api.oid, 'USAGE') OR pg_has_role(r.oid, api.oid, 'SET')
+               ELSE pg_has_role(r.oid, api.oid, 'MEMBER') END
     UNION
     SELECT r.rolname::text, CASE r.rolname WHEN 'authenticated' THEN 'member' ELSE 'outsider' END
     FROM pg_roles AS r
