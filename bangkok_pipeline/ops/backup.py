@@ -77,10 +77,6 @@ _SCHEMA_DETAIL = re.compile(r"^\d+; \d+ \d+ (?:COMMENT|ACL) - SCHEMA (\S+) ")
 _IN_AUTH = re.compile(r"^\d+; \d+ \d+ [A-Z ]+(?:- (?:SCHEMA )?)?auth ")
 _DEFAULT_ACL = re.compile(r"^\d+; \d+ \d+ DEFAULT ACL ")
 _EXTENSION = re.compile(r"^\d+; \d+ \d+ (?:COMMENT - )?EXTENSION ")
-_PIPELINE_EXTENSIONS = (
-    "SELECT extname FROM pg_extension "
-    "WHERE obj_description(oid, 'pg_extension') LIKE 'bangkok_pipeline:%' ORDER BY 1"
-)
 
 
 class BackupError(RuntimeError):
@@ -205,7 +201,9 @@ def backup(url: str, out: Path | None, directory: Path, keep: int) -> BackupResu
     with connect(url, autocommit=True) as conn:
         tools = _server_tools(conn)
         schemas = pipeline_schemas(conn)
-        extensions = [name for (name,) in conn.execute(_PIPELINE_EXTENSIONS).fetchall()]
+        extensions = [
+            name for (name,) in conn.execute(query("select_pipeline_extensions")).fetchall()
+        ]
         roles = referenced_roles(conn, schemas)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
