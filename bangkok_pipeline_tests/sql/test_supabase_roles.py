@@ -16,6 +16,7 @@ import pytest
 from psycopg import errors, sql
 
 from bangkok_pipeline.db.connection import with_database
+from bangkok_pipeline.ops import health
 from bangkok_pipeline.warehouse import access
 from bangkok_pipeline_tests.conftest import load_directly, new_database
 from bangkok_pipeline_tests.hosted.server import SupabaseLikeServer
@@ -180,3 +181,30 @@ def test_a_subscribed_user_through_authenticator_sees_exactly_its_subscription(
         ):
             with pytest.raises(errors.InsufficientPrivilege):
                 conn.execute(_count(schema, name))
+
+
+@pytest.mark.parametrize(
+    ("grant", "leak"),
+    [
+        ("GRANT SELECT ON quarantine TO anon", "anon has SELECT on public.quarantine"),
+        ("GRANT SELECT ON sensors TO service_role", "service_role has SELECT on public.sensors"),
+        ("GRANT DELETE ON annotations TO authenticated", "authenticated has DELETE on public"),
+    ],
+)
+def test_the_audit_names_a_privilege_a_data_api_role_gains(
+    project: Project, grant: str, leak: str
+) -> None:
+    """What Supabase's default privileges or a hand-made grant would give them: flagged by the
+    audit behind the asset check and `health`'s access concern, as critical."""
+    with psycopg.connect(project.owner_url, autocommit=True) as conn:
+        conn.execute(grant)
+        try:
+            found = [str(x) for x in access.privilege_leaks(conn)]
+            assert any(line.startswith(leak) for line in found), found
+            report = health.check_health(project.owner_url, None, health.Limits(10 * 1024**3, 500))
+            finding = next(f for f in report.findings if f.concern == "access")
+            assert finding.status is health.Status.CRITICAL
+            assert leak in finding.message
+        finally:
+            conn.execute(grant.replace("GRANT", "REVOKE").replace(" TO ", " FROM "))
+        assert access.privilege_leaks(conn) == []
