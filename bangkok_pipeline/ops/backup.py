@@ -359,27 +359,19 @@ def _split_entries(conn: psycopg.Connection, entries: list[str]) -> tuple[list[s
     everything else (so the owners of the objects in a schema may create there when the objects
     are handed to them, as a non-superuser restore needs). Left out: schemas the database already
     has (public, or all of them under --force); the auth.uid() shim where the database has an
-    auth schema of its own (Supabase's); unless restoring as a superuser, extensions and the
-    default privileges of roles the login cannot act as (the provider's, e.g. Supabase's
-    supabase_admin: the project has its own)."""
+    auth schema of its own (Supabase's); unless restoring as a superuser, extensions; and default
+    privileges: the pipeline sets none, they are the source project's (Supabase's, for its
+    supabase_admin and postgres) and the target keeps its own."""
     present = {name for (name,) in conn.execute("SELECT nspname FROM pg_namespace").fetchall()}
     foreign_auth = "auth" in present and "auth" not in pipeline_schemas(conn)
     superuser = conn.info.parameter_status("is_superuser") == "on"
-    roles = conn.execute(
-        "SELECT rolname FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER')"
-    ).fetchall()
-    acting_as = {name for (name,) in roles}
     schemas: list[str] = []
     rest: list[str] = []
     for line in entries:
         if (
             (foreign_auth and _IN_AUTH.match(line))
             or (not superuser and _EXTENSION.match(line))
-            or (
-                not superuser
-                and _DEFAULT_ACL.match(line)
-                and line.rsplit(" ", 1)[-1] not in acting_as
-            )
+            or _DEFAULT_ACL.match(line)
         ):
             continue
         schema = _SCHEMA.match(line)

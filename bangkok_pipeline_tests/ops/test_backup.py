@@ -352,3 +352,37 @@ def test_a_backup_without_matching_client_tools_is_refused_and_writes_nothing(
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "BANGKOK_PG_BIN_DIR" in error
     assert not target.parent.exists()
+
+
+def test_a_hosted_15_backup_restores_into_the_embedded_18_and_not_the_other_way(
+    supabase_server: SupabaseLikeServer, tiny_source: Path, tmp_path: Path
+) -> None:
+    """Taking a Supabase project's data home works (pg_restore 18 reads pg_dump 15's files);
+    the reverse is refused in one line before anything is touched (pg_restore 15 cannot read
+    18's format)."""
+    local = EmbeddedServer(tmp_path / "local")
+    local_url = local.ensure_running()
+    try:
+        with (
+            new_database(supabase_server.url(), migrate=True) as hosted,
+            new_database(local_url, migrate=True) as home,
+        ):
+            load_directly(hosted, tiny_source, "2019-02", tmp_path / "h1")
+            load_directly(home, tiny_source, "2019-03", tmp_path / "h2")
+            from_15 = backup.backup(hosted, tmp_path / "from15.dump", tmp_path, keep=1).file
+            from_18 = backup.backup(home, tmp_path / "from18.dump", tmp_path, keep=1).file
+            with new_database(local_url) as target:
+                backup.restore(target, from_15)
+                restored, expected = _state(target), _state(hosted)
+                assert restored["fingerprints"] == expected["fingerprints"]
+                assert restored["partitions"] == expected["partitions"]
+                assert restored["migrations"] == expected["migrations"]
+                assert restored["policies"] == expected["policies"]
+            with new_database(supabase_server.url()) as target:
+                with pytest.raises(BackupError, match="written by a newer pg_dump") as refused:
+                    backup.restore(target, from_18)
+                assert len(str(refused.value).splitlines()) == 1
+                with psycopg.connect(target) as conn:
+                    assert backup.user_tables(conn) == 0
+    finally:
+        local.stop()
