@@ -214,6 +214,13 @@ def premake_months() -> int:
     return max(0, _whole("BANGKOK_PREMAKE_MONTHS", 2, "a whole number of months"))
 
 
+def compress_after_months() -> int | None:
+    """How many of the newest months with readings stay as rows; older ones are compressed by
+    the policy and loaded compressed (`BANGKOK_COMPRESS_AFTER_MONTHS`; unset: no policy, loads
+    write rows and only `db compress` compresses; a compressed month stays compressed on reload)."""
+    return _optional_int("BANGKOK_COMPRESS_AFTER_MONTHS")
+
+
 def _optional_int(name: str) -> int | None:
     if _env(name) is None:
         return None
@@ -278,6 +285,7 @@ def check_all() -> None:
         slow_statement_ms,
         health_interval_seconds,
         premake_months,
+        compress_after_months,
         retain_raw_months,
         retain_aggregate_months,
         archive_dir,

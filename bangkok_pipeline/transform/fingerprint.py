@@ -35,8 +35,9 @@ def frame_fingerprints(readings: pl.DataFrame) -> pl.DataFrame:
 Figures = dict[int, tuple[int, float, int]]  # sensor_id -> (count, sum, hash)
 
 
-def database_fingerprints(conn: psycopg.Connection, table: sql.Identifier) -> Figures:
-    """The same figures as `frame_fingerprints`, computed by PostgreSQL over a table."""
+def database_fingerprints(conn: psycopg.Connection, table: sql.Composable) -> Figures:
+    """The same figures as `frame_fingerprints`, computed by PostgreSQL over a table (or an
+    aliased subquery) of (ts, sensor_id, value) readings."""
     rows = conn.execute(
         sql.SQL(query("select_reading_fingerprints")).format(table=table)
     ).fetchall()

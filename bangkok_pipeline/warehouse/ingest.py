@@ -412,9 +412,12 @@ def load_month(
     is_live: Callable[[str], bool] = lambda run_id: True,
     shrink: ShrinkGuard | None = None,
     on_wait: Callable[[str], None] | None = None,
+    keep_as_rows: int | None = None,
 ) -> MonthLoadResult:
     """The run's validated layer -> PostgreSQL, atomically replacing the month; then the run's
-    layers become the month's published ones (`is_live` tells which other runs' to keep).
+    layers become the month's published ones (`is_live` tells which other runs' to keep). The
+    month is written compressed if it is compressed now or the policy `keep_as_rows`
+    (BANGKOK_COMPRESS_AFTER_MONTHS) says it is cold.
     `on_wait` is told once if another load (or archive, restore, premake) of the month holds its
     lock and this one waits."""
     folder = layers.read_dir("validated")
@@ -432,6 +435,7 @@ def load_month(
         source_fingerprints=summary["sources"],
         rows_read=summary["rows_read"],
         shrink=shrink or ShrinkGuard(),
+        keep_as_rows=keep_as_rows,
         after_swap=lambda: layers.publish(is_live),
         on_wait=on_wait,
     ).run()

@@ -29,9 +29,9 @@ from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.transform.fingerprint import Figures, as_figures, mismatched_sensors
 from bangkok_pipeline.transform.validation import QUARANTINE_SCHEMA
-from bangkok_pipeline.warehouse import partitions
+from bangkok_pipeline.warehouse import compression, partitions
 from bangkok_pipeline.warehouse.month_lock import month_lock
-from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS, TABLES
+from bangkok_pipeline.warehouse.partitions import DAILY, DAYS, HOURLY, READINGS, TABLES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,8 +69,9 @@ class MonthLoadResult:
     month: Month
     rows_loaded: int
     sensors: int
-    partition_bytes: int
+    partition_bytes: int  # of the readings partition, in the month's tier
     timings: dict[str, float] = field(default_factory=dict)
+    compressed: bool = False
 
 
 @dataclass
@@ -88,6 +89,8 @@ class MonthLoader:
     source_fingerprints: dict[str, object]
     rows_read: int
     shrink: ShrinkGuard = field(default_factory=ShrinkGuard)
+    keep_as_rows: int | None = None  # the compression policy (BANGKOK_COMPRESS_AFTER_MONTHS)
+    compressed: bool = False  # decided under the lock: write the month compressed
     after_swap: Callable[[], None] = lambda: None  # called under the lock once swapped in
     on_wait: Callable[[str], None] | None = None  # told once when another holds the month lock
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -100,6 +103,7 @@ class MonthLoader:
             self.conn.execute(query("abandon_running_loads"), {"month": self.month})
             load_id = self._start_log()
             try:
+                self.compressed = compression.is_cold(self.conn, self.month, self.keep_as_rows)
                 self._timed("cleanup", self.drop_debris)
                 rows = self._timed("copy_index_aggregate", self._build)
                 self._timed("reconcile", self._reconcile)
@@ -115,9 +119,10 @@ class MonthLoader:
                 log.warning(
                     "%s: loaded, but its layers were not published: %s", self.month.first_day, error
                 )
+            tier = DAYS if self.compressed else READINGS
             size = self.conn.execute(
                 "SELECT pg_total_relation_size(%s::regclass)",
-                (f"partitions.{READINGS.name(self.month)}",),
+                (f"partitions.{tier.name(self.month)}",),
             ).fetchone()
             return MonthLoadResult(
                 self.month,
@@ -125,6 +130,7 @@ class MonthLoader:
                 self.fingerprints.height,
                 int(size[0]) if size else 0,
                 dict(self.timings),
+                self.compressed,
             )
 
     def _timed(self, name: str, step: Callable[[], T]) -> T:
@@ -161,12 +167,17 @@ class MonthLoader:
             partitions.aggregate(self.conn, self.month, self.token)
             found = self.conn.execute(query("select_hourly_fingerprints")).fetchall()
             self._database_figures = {s: (int(n), t, int(h)) for s, n, t, h in found}
-            self.conn.execute(sql.SQL("ANALYZE {}").format(readings))
             self._latest = self.conn.execute(
                 sql.SQL(query("select_month_latest_readings")).format(
                     readings=readings, hourly=HOURLY.identifier(self.month, self.token)
                 )
             ).fetchall()
+            if self.compressed:  # checked reading for reading; the rows never get attached
+                days = compression.build_compressed(self.conn, self.month, self.token, readings)
+                self.conn.execute(sql.SQL("DROP TABLE {}").format(readings))
+                self.conn.execute(sql.SQL("ANALYZE {}").format(days))
+            else:
+                self.conn.execute(sql.SQL("ANALYZE {}").format(readings))
         return rows
 
     def _reconcile(self) -> None:
@@ -233,6 +244,9 @@ class MonthLoader:
                 with self.conn.transaction():
                     self.conn.execute("SET LOCAL lock_timeout = '5s'")
                     for table in TABLES:
+                        if table is READINGS and self.compressed:
+                            partitions.detach_and_drop(self.conn, READINGS, self.month)
+                            table = DAYS
                         partitions.attach(self.conn, table, self.month, self.token)
                     self._replace_month_rows(
                         "quarantine",

@@ -23,6 +23,7 @@ from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.warehouse import partitions
 from bangkok_pipeline.warehouse.month_lock import MonthBusy, month_lock
 from bangkok_pipeline.warehouse.partitions import (
+    ALL_TABLES,
     READINGS,
     TABLES,
     PartitionedTable,
@@ -51,7 +52,7 @@ class Inventory:
 
 
 def inventory(conn: psycopg.Connection) -> Inventory:
-    result = Inventory({table.parent: set() for table in TABLES})
+    result = Inventory({table.parent: set() for table in ALL_TABLES})
     for name, parent, size, rows in conn.execute(query("select_month_partitions")).fetchall():
         table = PartitionTable(name, parent, int(size), int(rows))
         result.tables.append(table)

@@ -1,6 +1,6 @@
 """A month partition's life, for the load, premake, archive and restore: one place for it.
 
-The three partitioned parents (`sensor_readings`, `hourly_sensor_stats`, `daily_sensor_stats`)
+The three partitioned parents (`sensor_readings_rows`, `hourly_sensor_stats`, `daily_sensor_stats`)
 hold one partition per Bangkok calendar month in schema `partitions`, named
 `<parent>_yYYYYmMM`. A month is built in staging tables `<partition>_<token>`: created like the
 parent with the month's range CHECK (so ATTACH needs no validation scan and takes only a SHARE
@@ -55,13 +55,16 @@ class PartitionedTable:
         return (month.first_day, month.next().first_day) if self.daily else month.bounds
 
 
-READINGS = PartitionedTable("sensor_readings", "ts")
+READINGS = PartitionedTable("sensor_readings_rows", "ts")
 HOURLY = PartitionedTable("hourly_sensor_stats", "bucket")
 DAILY = PartitionedTable("daily_sensor_stats", "day", daily=True)
 TABLES = (READINGS, HOURLY, DAILY)
+# A compressed month's readings (migration 0009), in place of its READINGS partition.
+DAYS = PartitionedTable("sensor_readings_days", "day", daily=True)
+ALL_TABLES = (*TABLES, DAYS)
 
 _NAME = re.compile(
-    rf"^(?P<parent>{'|'.join(t.parent for t in TABLES)})"
+    rf"^(?P<parent>{'|'.join(t.parent for t in ALL_TABLES)})"
     r"_y(?P<year>\d{4})m(?P<month>\d{2})(?:_(?P<suffix>\w+))?$"
 )
 
@@ -164,7 +167,8 @@ def aggregate(conn: psycopg.Connection, month: Month, token: str) -> None:
     )
 
 
-def _attached(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> bool:
+def attached(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> bool:
+    """Whether the month's partition of `table` is attached."""
     row = conn.execute(
         "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s) AND inhparent = %s::regclass",
         (f"{SCHEMA}.{table.name(month)}", table.parent),
@@ -176,7 +180,7 @@ def detach_and_drop(conn: psycopg.Connection, table: PartitionedTable, month: Mo
     """Detach and drop the month's partition of `table`; False if none is attached. Call in a
     transaction."""
     _require_transaction(conn, "detach_and_drop")
-    if not _attached(conn, table, month):
+    if not attached(conn, table, month):
         return False
     current = table.identifier(month)
     conn.execute(
@@ -217,9 +221,9 @@ def attach(
 
 
 def drop_debris(conn: psycopg.Connection, month: Month) -> list[str]:
-    """Drop the month's unattached tables (staging tables of runs that did not finish) of all
-    three parents; other months' tables stay. Returns the names dropped."""
-    prefixes = [f"{table.name(month)}_" for table in TABLES]
+    """Drop the month's unattached tables (staging tables of runs that did not finish) of every
+    parent; other months' tables stay. Returns the names dropped."""
+    prefixes = [f"{table.name(month)}_" for table in ALL_TABLES]
     rows = conn.execute(query("select_month_debris"), {"prefixes": prefixes}).fetchall()
     for (name,) in rows:
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(SCHEMA, name)))

@@ -127,10 +127,10 @@ def test_connections_against_the_share_of_max_connections(database: Database) ->
 
 
 def test_an_orphaned_staging_table_and_a_stuck_load_are_flagged(database: Database) -> None:
-    orphan = "partitions.sensor_readings_y2019m02_deadbeef"
+    orphan = "partitions.sensor_readings_rows_y2019m02_deadbeef"
     database.execute(
-        "CREATE TABLE partitions.sensor_readings_y2019m02_deadbeef (LIKE sensor_readings);"
-        "INSERT INTO partitions.sensor_readings_y2019m02_deadbeef "
+        "CREATE TABLE partitions.sensor_readings_rows_y2019m02_deadbeef (LIKE sensor_readings);"
+        "INSERT INTO partitions.sensor_readings_rows_y2019m02_deadbeef "
         "VALUES ('2019-02-01 00:00+07', 1, 1.5)"
     )
     database.execute(
@@ -150,7 +150,7 @@ def test_an_orphaned_staging_table_and_a_stuck_load_are_flagged(database: Databa
             assert busy.details["tables_being_built"][0]["table"] == orphan
             assert busy.details["orphaned_tables"] == []
     finally:
-        database.execute("DROP TABLE partitions.sensor_readings_y2019m02_deadbeef")
+        database.execute("DROP TABLE partitions.sensor_readings_rows_y2019m02_deadbeef")
         database.execute("DELETE FROM load_log WHERE run_id = 'lost'")
     assert database.health()["staging"].status is Status.OK
 

@@ -243,7 +243,7 @@ def test_a_superuser_less_loader_loaded_the_month_and_every_check_passed(world: 
 
 
 def test_another_loader_login_replaces_the_month(world: World) -> None:
-    partition = f"partitions.sensor_readings_y{MONTH.replace('-', 'm')}"
+    partition = f"partitions.sensor_readings_rows_y{MONTH.replace('-', 'm')}"
     before = world.owner("SELECT %s::regclass::oid, count(*) FROM sensor_readings", (partition,))
     name = f"t_loader2_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(world.url, autocommit=True) as conn:
@@ -634,7 +634,7 @@ def test_api_parameters_are_validated_with_clear_errors(
 
 
 def test_api_roles_cannot_reach_partitions_side_tables_or_private_code(world: World) -> None:
-    partition = sql.Identifier("partitions", f"sensor_readings_y{MONTH.replace('-', 'm')}")
+    partition = sql.Identifier("partitions", f"sensor_readings_rows_y{MONTH.replace('-', 'm')}")
     statements: list[Statement] = [
         sql.SQL("SELECT count(*) FROM {}").format(partition),
         "SELECT count(*) FROM load_log",

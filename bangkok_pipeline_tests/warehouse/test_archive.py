@@ -121,7 +121,7 @@ def test_archive_then_restore_gives_back_the_month_exactly(
 ) -> None:
     before, tables = database.month("2019-02-01"), database.partitions()
     [(float8_sum,)] = database.query(
-        "SELECT sum(value::float8) FROM partitions.sensor_readings_y2019m02"
+        "SELECT sum(value::float8) FROM partitions.sensor_readings_rows_y2019m02"
     )
     with psycopg.connect(database.url, autocommit=True) as conn:
         result = archive.archive_month(conn, FEB, tmp_path)
@@ -130,7 +130,7 @@ def test_archive_then_restore_gives_back_the_month_exactly(
         assert result.saving > 0.8, result.summary()
         assert database.month("2019-02-01")["readings"] == []
         assert database.month("2019-02-01")["hourly"] == before["hourly"], "aggregates stay"
-        assert "sensor_readings_y2019m02" not in database.partitions()
+        assert "sensor_readings_rows_y2019m02" not in database.partitions()
         manifest = archive.Manifest.read(archive.paths(tmp_path, FEB)[1])
         assert manifest.rows == result.rows
         assert manifest.checksum == str(sum(int(h) for _, _, _, h in before["readings"]))
@@ -201,7 +201,7 @@ def test_refusals_change_nothing(
         parquet.write_bytes(bytes(data))
         with pytest.raises(ArchiveError, match="does not match its manifest"):
             archive.restore_month(conn, FEB, damaged)
-        assert "sensor_readings_y2019m02" not in database.partitions()
+        assert "sensor_readings_rows_y2019m02" not in database.partitions()
         with pytest.raises(ArchiveError, match="already archived"):
             archive.archive_month(conn, FEB, tmp_path / "other")
         archive.restore_month(conn, FEB, good)

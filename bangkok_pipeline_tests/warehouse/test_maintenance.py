@@ -26,7 +26,7 @@ def _names(*months: str) -> list[str]:
     return [
         f"partitions.{parent}_y{month[:4]}m{month[5:]}"
         for month in months
-        for parent in ("sensor_readings", "hourly_sensor_stats", "daily_sensor_stats")
+        for parent in ("sensor_readings_rows", "hourly_sensor_stats", "daily_sensor_stats")
     ]
 
 
@@ -66,7 +66,7 @@ def test_premake_creates_the_window_once_and_a_load_replaces_a_premade_month(
         premade = _tables(conn)
         assert all(parent is not None for _, parent in premade.values())
         assert conn.execute("SELECT count(*) FROM sensor_readings").fetchone() == (
-            conn.execute("SELECT count(*) FROM partitions.sensor_readings_y2019m02").fetchone()
+            conn.execute("SELECT count(*) FROM partitions.sensor_readings_rows_y2019m02").fetchone()
         )
         again = maintenance.premake(conn, 2)
         assert again.created == [] and "nothing to create" in again.summary()
@@ -76,11 +76,16 @@ def test_premake_creates_the_window_once_and_a_load_replaces_a_premade_month(
     with psycopg.connect(url, autocommit=True) as conn:
         after_load = _tables(conn)
         assert set(after_load) == set(premade), "the swap left no extra table behind"
-        assert after_load["sensor_readings_y2019m03"][0] != premade["sensor_readings_y2019m03"][0]
-        assert after_load["sensor_readings_y2019m03"][1] == "sensor_readings"
-        assert after_load["sensor_readings_y2019m04"] == premade["sensor_readings_y2019m04"]
+        assert (
+            after_load["sensor_readings_rows_y2019m03"][0]
+            != premade["sensor_readings_rows_y2019m03"][0]
+        )
+        assert after_load["sensor_readings_rows_y2019m03"][1] == "sensor_readings_rows"
+        assert (
+            after_load["sensor_readings_rows_y2019m04"] == premade["sensor_readings_rows_y2019m04"]
+        )
         figures = database_fingerprints(
-            conn, psycopg.sql.Identifier("partitions", "sensor_readings_y2019m03")
+            conn, psycopg.sql.Identifier("partitions", "sensor_readings_rows_y2019m03")
         )
         assert sum(n for n, _, _ in figures.values()) == rows > 0
         assert conn.execute(

@@ -62,12 +62,12 @@ def _owner(conn: psycopg.Connection, name: str) -> str | None:
 
 def test_names_and_bounds_of_the_three_tables() -> None:
     assert [t.parent for t in TABLES] == [
-        "sensor_readings",
+        "sensor_readings_rows",
         "hourly_sensor_stats",
         "daily_sensor_stats",
     ]
     assert [t.name(FEB) for t in TABLES] == [
-        "sensor_readings_y2019m02",
+        "sensor_readings_rows_y2019m02",
         "hourly_sensor_stats_y2019m02",
         "daily_sensor_stats_y2019m02",
     ]
@@ -77,18 +77,18 @@ def test_names_and_bounds_of_the_three_tables() -> None:
     low, high = DAILY.bounds(Month(2018, 12))
     assert (low, high) == (date(2018, 12, 1), date(2019, 1, 1))
     assert not isinstance(low, datetime) and not isinstance(high, datetime)
-    assert READINGS.staging_name(FEB, "ab12") == "sensor_readings_y2019m02_ab12"
+    assert READINGS.staging_name(FEB, "ab12") == "sensor_readings_rows_y2019m02_ab12"
     assert partitions.parse_partition_name("daily_sensor_stats_y2019m02_ab12") == (
         "daily_sensor_stats",
         FEB,
         "ab12",
     )
-    assert partitions.parse_partition_name("sensor_readings_y2019m02") == (
-        "sensor_readings",
+    assert partitions.parse_partition_name("sensor_readings_rows_y2019m02") == (
+        "sensor_readings_rows",
         FEB,
         None,
     )
-    assert partitions.parse_partition_name("sensor_readings_y2019m13") is None
+    assert partitions.parse_partition_name("sensor_readings_rows_y2019m13") is None
     assert partitions.parse_partition_name("other_y2019m02") is None
 
 
@@ -141,7 +141,7 @@ def test_a_loader_login_builds_and_another_drops_its_debris(
             _stage(builder, FEB, "crashed", 10)
         assert _owner(conn, READINGS.staging_name(FEB, "crashed")) == access.LOADER_ROLE
         with psycopg.connect(second.url(migrated_url), autocommit=True) as cleaner:
-            assert partitions.drop_debris(cleaner, FEB) == ["sensor_readings_y2019m02_crashed"]
+            assert partitions.drop_debris(cleaner, FEB) == ["sensor_readings_rows_y2019m02_crashed"]
     finally:
         for name in names:
             access.drop_login(conn, name)
@@ -173,7 +173,7 @@ def test_attach_replaces_a_month_atomically(conn: psycopg.Connection, migrated_u
         partitions.attach(conn, READINGS, FEB, "failed")
         1 / 0  # noqa: B018 - a failure after the attach, before commit
     assert _count(conn, FEB) == 300
-    assert partitions.drop_debris(conn, FEB) == ["sensor_readings_y2019m02_failed"]
+    assert partitions.drop_debris(conn, FEB) == ["sensor_readings_rows_y2019m02_failed"]
 
 
 def _waits_for_a_lock(conn: psycopg.Connection, pid: int, reader: threading.Thread) -> bool:

@@ -265,7 +265,12 @@ def load_month_partitions(
         summary = validated_summary(run.read_dir("validated"))
         with database.connection(autocommit=True) as conn:
             result = load_month(
-                conn, run, _is_live(context.instance), shrink, on_wait=context.log.warning
+                conn,
+                run,
+                _is_live(context.instance),
+                shrink,
+                on_wait=context.log.warning,
+                keep_as_rows=settings.compress_after_months(),
             )
     except (LayerMissing, ReconciliationError, ShrinkError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
@@ -282,6 +287,7 @@ def load_month_partitions(
             "completeness": round(result.rows_loaded / expected, 6) if expected else 0.0,
             "source_fingerprints": dg.MetadataValue.json(summary["sources"]),
             "distinct_sensors": result.sensors,
+            "tier": "compressed" if result.compressed else "rows",
             "partition_bytes": result.partition_bytes,
             "partition_size": dg.MetadataValue.text(f"{result.partition_bytes / 2**20:.1f} MiB"),
             "duration_s": seconds,

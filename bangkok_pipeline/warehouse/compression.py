@@ -1,0 +1,245 @@
+"""Compressed months: a month's readings as one row per sensor and Bangkok day (migration 0009).
+
+A month is in one of two tiers: rows (`sensor_readings_rows`, one row a reading, ~44 bytes) or
+compressed (`sensor_readings_days`: the day's 1,440 minute slots in a `real[]` that TOAST
+compresses, with count, min, max and sum beside it). The view `sensor_readings` shows both, so
+readers see the same readings whatever the tier.
+
+Compress and decompress are swaps like a load: under the month's lock, in one transaction, the
+other tier's partition is built from the month's partition, checked reading for reading (per
+sensor: count, sum and a hash of minute and exact float4 bits), the old partition dropped and the
+new one attached. Readers see the month in one tier or the other, never missing or doubled; a
+crash rolls the transaction back and leaves the old tier in place. The policy
+(`BANGKOK_COMPRESS_AFTER_MONTHS`) names the months that should be compressed; loads of those
+months write them compressed (see `load.py`), and a reload keeps a month's tier.
+"""
+
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.core.settings import format_size
+from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.transform.fingerprint import database_fingerprints, mismatched_sensors
+from bangkok_pipeline.warehouse import maintenance, partitions
+from bangkok_pipeline.warehouse.month_lock import month_lock
+from bangkok_pipeline.warehouse.partitions import DAYS, READINGS
+
+# Bytes a reading takes as rows (tuple, BRIN indexes), measured on a loaded month: 390 MB for
+# 8.8 M readings. Used to tell whether a decompressed month fits before starting.
+ROW_BYTES_PER_READING = 45
+
+
+class CompressionError(RuntimeError):
+    """A compress or decompress that was refused or failed; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class TierChange:
+    """One month moved to `tier`: its readings and the bytes of its readings partition before
+    and after."""
+
+    month: Month
+    tier: str
+    readings: int
+    bytes_before: int
+    bytes_after: int
+    seconds: float
+
+    @property
+    def ratio(self) -> float:
+        """Bytes before over bytes after (22.0: the new partition is 22 times smaller)."""
+        return self.bytes_before / self.bytes_after if self.bytes_after else float("inf")
+
+    def line(self) -> str:
+        smaller = self.bytes_after <= self.bytes_before
+        factor = self.ratio if smaller else 1 / self.ratio
+        return (
+            f"{self.month}: {self.tier}, {self.readings:,} readings, "
+            f"{format_size(self.bytes_before, 'MB')} -> {format_size(self.bytes_after, 'MB')} "
+            f"({factor:.1f}x {'smaller' if smaller else 'larger'}) in {self.seconds:.1f} s"
+        )
+
+
+def tiers(conn: psycopg.Connection) -> dict[Month, str]:
+    """Every month with readings in the database -> "rows" or "compressed"."""
+    found = maintenance.inventory(conn)
+    result = dict.fromkeys(found.months(READINGS.parent), "rows")
+    result |= dict.fromkeys(found.months(DAYS.parent), "compressed")
+    return result
+
+
+def cold_months(conn: psycopg.Connection, keep_as_rows: int | None) -> list[Month]:
+    """The months the policy compresses: all months with readings but the newest `keep_as_rows`
+    (counted from the newest month with readings, whatever its tier); none without a policy."""
+    if keep_as_rows is None:
+        return []
+    months = sorted(tiers(conn))
+    return months[: max(0, len(months) - keep_as_rows)]
+
+
+def is_cold(conn: psycopg.Connection, month: Month, keep_as_rows: int | None) -> bool:
+    """Whether a load of `month` writes it compressed: it is compressed now (a reload keeps its
+    tier), or the policy compresses it (`keep_as_rows` months with readings are newer)."""
+    current = tiers(conn)
+    if current.get(month) == "compressed":
+        return True
+    if keep_as_rows is None:
+        return False
+    return len([m for m in current if m > month]) >= keep_as_rows
+
+
+def check(conn: psycopg.Connection, months: list[Month], to: str) -> None:
+    """Refuse, before anything changes, months that cannot move to tier `to`: not loaded (a gap
+    in the range), archived. Months already in `to` are fine (nothing to do)."""
+    current = tiers(conn)
+    archived = maintenance.archived_months(conn)
+    problems = []
+    for month in months:
+        if month in archived:
+            problems.append(
+                f"{month} is archived (restore it first: bangkok-pipeline archive "
+                f"restore --months {month})"
+            )
+        elif month not in current:
+            problems.append(f"{month} is not loaded")
+    if problems:
+        raise CompressionError(f"cannot {_VERB[to]}: {'; '.join(problems)}; nothing was changed")
+
+
+_VERB = {"compressed": "compress", "rows": "decompress"}
+
+
+def compress(conn: psycopg.Connection, months: list[Month]) -> list[TierChange]:
+    """Compress each month of `months` that is rows now (all checked first)."""
+    check(conn, months, "compressed")
+    return [change for m in months if (change := _move(conn, m, "compressed")) is not None]
+
+
+def decompress(
+    conn: psycopg.Connection, months: list[Month], budget_bytes: int | None = None
+) -> list[TierChange]:
+    """Decompress each month of `months` that is compressed now (all checked first), refusing
+    before starting if the readings as rows would not fit `budget_bytes` or the server's disk."""
+    check(conn, months, "rows")
+    compressed = [m for m in months if tiers(conn).get(m) == "compressed"]
+    _check_room(conn, compressed, budget_bytes)
+    return [change for m in compressed if (change := _move(conn, m, "rows")) is not None]
+
+
+def build_compressed(
+    conn: psycopg.Connection, month: Month, token: str, source: sql.Composable
+) -> sql.Identifier:
+    """Create the month's compressed staging table `token` and fill it from the (ts, sensor_id,
+    value) readings of `source`, checked reading for reading; in the caller's transaction."""
+    target = partitions.create_staging(conn, DAYS, month, token)
+    conn.execute(sql.SQL(query("insert_compressed_days")).format(target=target, source=source))
+    _same_readings(conn, month, source, decompressed(target))
+    return target
+
+
+def decompressed(table: sql.Composable) -> sql.Composed:
+    """A subquery of the (ts, sensor_id, value) readings of a table of compressed days."""
+    inner = sql.SQL(query("select_decompressed_days")).format(source=table)
+    return sql.SQL("({}) AS days").format(inner)
+
+
+def _same_readings(
+    conn: psycopg.Connection, month: Month, before: sql.Composable, after: sql.Composable
+) -> None:
+    old = database_fingerprints(conn, before)
+    new = database_fingerprints(conn, after)
+    mismatched = mismatched_sensors(old, new)
+    if mismatched:
+        raise CompressionError(
+            f"{month}: the new tier differs from the old one for sensor(s) {mismatched[:10]}; "
+            "nothing was changed"
+        )
+
+
+def _move(conn: psycopg.Connection, month: Month, to: str) -> TierChange | None:
+    """Move one month to tier `to` under its lock; None if it is there already."""
+    started = time.perf_counter()
+    source, target = (READINGS, DAYS) if to == "compressed" else (DAYS, READINGS)
+    with month_lock(conn, month):
+        if tiers(conn).get(month) == to:
+            return None
+        token = uuid.uuid4().hex[:8]
+        with conn.transaction():
+            current = source.identifier(month)
+            before = _bytes(conn, current)
+            if to == "compressed":
+                staging = build_compressed(conn, month, token, current)
+            else:
+                staging = partitions.create_staging(conn, READINGS, month, token)
+                conn.execute(
+                    sql.SQL(query("insert_decompressed_rows")).format(
+                        target=staging, source=decompressed(current)
+                    )
+                )
+                partitions.index_readings(conn, month, token)
+                _same_readings(conn, month, decompressed(current), staging)
+            readings = _count(conn, staging if to == "rows" else decompressed(staging))
+            conn.execute(sql.SQL("ANALYZE {}").format(staging))
+            partitions.detach_and_drop(conn, source, month)
+            partitions.attach(conn, target, month, token)
+            after = _bytes(conn, target.identifier(month))
+    return TierChange(month, to, readings, before, after, time.perf_counter() - started)
+
+
+def _bytes(conn: psycopg.Connection, table: sql.Identifier) -> int:
+    row = conn.execute(
+        "SELECT pg_total_relation_size(%s::regclass)", (table.as_string(conn),)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _count(conn: psycopg.Connection, table: sql.Composable) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _check_room(conn: psycopg.Connection, months: list[Month], budget_bytes: int | None) -> None:
+    """Refuse decompressing months whose readings as rows would exceed the database budget or
+    the free disk of the server's data directory (where this process can see it)."""
+    if not months:
+        return
+    readings = 0
+    for month in months:
+        readings += _count(conn, decompressed(DAYS.identifier(month)))
+    needed = readings * ROW_BYTES_PER_READING
+    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    size = int(row[0]) if row else 0
+    names = ", ".join(str(m) for m in months)
+    if budget_bytes is not None and size + needed > budget_bytes:
+        raise CompressionError(
+            f"decompressing {names} needs about {format_size(needed, 'MB')} "
+            f"({readings:,} readings as rows); the database is {format_size(size, 'MB')} of the "
+            f"{format_size(budget_bytes, 'MB')} budget (BANGKOK_DB_BUDGET); nothing was changed"
+        )
+    free = _free_disk(conn)
+    if free is not None and needed > free:
+        raise CompressionError(
+            f"decompressing {names} needs about {format_size(needed, 'MB')} "
+            f"({readings:,} readings as rows); the server's disk has {format_size(free, 'MB')} "
+            "free; nothing was changed"
+        )
+
+
+def _free_disk(conn: psycopg.Connection) -> int | None:
+    """Free bytes on the server's data directory, when it is readable and on this machine."""
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT current_setting('data_directory')").fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    directory = Path(str(row[0])) if row else None
+    if directory is None or not directory.exists():
+        return None
+    return shutil.disk_usage(directory).free
