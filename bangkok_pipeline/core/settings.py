@@ -218,7 +218,10 @@ def compress_after_months() -> int | None:
     """How many of the newest months with readings stay as rows; older ones are compressed by
     the policy and loaded compressed (`BANGKOK_COMPRESS_AFTER_MONTHS`; unset: no policy, loads
     write rows and only `db compress` compresses; a compressed month stays compressed on reload)."""
-    return _optional_int("BANGKOK_COMPRESS_AFTER_MONTHS")
+    if _env("BANGKOK_COMPRESS_AFTER_MONTHS") is None:
+        return None
+    months = _within(int, 0, 10_000)
+    return _number("BANGKOK_COMPRESS_AFTER_MONTHS", 0, months, "a whole number of months >= 0")
 
 
 def _optional_int(name: str) -> int | None:

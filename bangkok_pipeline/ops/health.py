@@ -390,7 +390,7 @@ def _partitions(conn: psycopg.Connection, digests: dict[str, str] | None) -> Fin
     found = maintenance.inventory(conn)
     archived = maintenance.archived_months(conn)
     loaded = set(maintenance.loaded_months(conn))
-    readings = found.months()
+    readings = found.with_readings()
     lost = sorted(m for m in loaded if m not in readings and m not in archived)
     source = {Month.parse(k) for k in digests or {}}
     awaiting = sorted(m for m in source - loaded if m not in readings and m not in archived)

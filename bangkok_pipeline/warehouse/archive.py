@@ -51,7 +51,7 @@ from bangkok_pipeline.transform.fingerprint import (
 from bangkok_pipeline.transform.validation import VALID_READINGS_SCHEMA
 from bangkok_pipeline.warehouse import maintenance, partitions, pgcopy
 from bangkok_pipeline.warehouse.month_lock import MonthBusy, MonthLock, month_lock
-from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS, TABLES
+from bangkok_pipeline.warehouse.partitions import DAILY, DAYS, HOURLY, READINGS, TABLES
 
 FORMAT = "bangkok_pipeline.readings-archive/1"
 COMPRESSION_LEVEL = 9  # zstd: ~4 % smaller than the default 3 for ~0.2 s more a month
@@ -239,9 +239,15 @@ def archive_month(
     check_directory(directory)
     parquet, manifest_path = paths(directory, month)
     with _locked(conn, month) as lock:
-        if month not in maintenance.inventory(conn).months():
+        found = maintenance.inventory(conn)
+        if month not in found.months():
             if month in maintenance.archived_months(conn):
                 raise ArchiveError(f"{key} is already archived ({parquet}); nothing to do")
+            if month in found.months(DAYS.parent):
+                raise ArchiveError(
+                    f"{key} is compressed: decompress it first (bangkok-pipeline db decompress "
+                    f"--months {key}); nothing was archived"
+                )
             raise ArchiveError(f"{key} has no readings partition: nothing to archive")
         table = sql.Identifier("partitions", READINGS.name(month))
         size_row = conn.execute(

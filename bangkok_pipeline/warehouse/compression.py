@@ -68,9 +68,11 @@ class TierChange:
 
 
 def tiers(conn: psycopg.Connection) -> dict[Month, str]:
-    """Every month with readings in the database -> "rows" or "compressed"."""
+    """Every month with readings in the database -> "rows" or "compressed". A premade (empty)
+    rows partition of a month never loaded is not one."""
     found = maintenance.inventory(conn)
-    result = dict.fromkeys(found.months(READINGS.parent), "rows")
+    loaded = set(maintenance.loaded_months(conn))
+    result = {m: "rows" for m in found.months(READINGS.parent) if m in loaded}
     result |= dict.fromkeys(found.months(DAYS.parent), "compressed")
     return result
 

@@ -24,6 +24,7 @@ from bangkok_pipeline.warehouse import partitions
 from bangkok_pipeline.warehouse.month_lock import MonthBusy, month_lock
 from bangkok_pipeline.warehouse.partitions import (
     ALL_TABLES,
+    DAYS,
     READINGS,
     TABLES,
     PartitionedTable,
@@ -49,6 +50,10 @@ class Inventory:
 
     def months(self, parent: str = READINGS.parent) -> set[Month]:
         return self.attached.get(parent, set())
+
+    def with_readings(self) -> set[Month]:
+        """Months whose readings are attached, as rows or compressed (migration 0009)."""
+        return self.months(READINGS.parent) | self.months(DAYS.parent)
 
 
 def inventory(conn: psycopg.Connection) -> Inventory:
@@ -84,8 +89,8 @@ def archived_months(conn: psycopg.Connection) -> dict[Month, bool]:
 
 
 def gaps(conn: psycopg.Connection, found: Inventory | None = None) -> list[Month]:
-    """Months between the first and the last loaded month that have no readings partition and
-    were not archived: holes a reader would take for a month without data."""
+    """Months between the first and the last loaded month that have no readings partition (rows
+    or compressed) and were not archived: holes a reader would take for a month without data."""
     loaded = loaded_months(conn)
     if not loaded:
         return []
@@ -93,7 +98,7 @@ def gaps(conn: psycopg.Connection, found: Inventory | None = None) -> list[Month
     archived = archived_months(conn)
     month, holes = loaded[0], []
     while month <= loaded[-1]:
-        if month not in found.months() and month not in archived:
+        if month not in found.with_readings() and month not in archived:
             holes.append(month)
         month = month.next()
     return holes

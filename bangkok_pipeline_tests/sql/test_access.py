@@ -424,14 +424,18 @@ def test_a_viewer_cannot_write(world: World) -> None:
         ("INSERT INTO saved_queries (name, api_function) VALUES ('v', 'zone_comfort')", ()),
         ("INSERT INTO annotations (sensor_id, starts_at, note) VALUES (%s, now(), 'n')", (sensor,)),
         ("INSERT INTO subscriptions (building_id, tier) VALUES (1, 'free')", ()),
-        ("INSERT INTO sensor_readings VALUES (now(), 1, 1)", ()),
-        ("DELETE FROM sensor_readings", ()),
+        ("INSERT INTO sensor_readings_rows VALUES (now(), 1, 1)", ()),
+        ("DELETE FROM sensor_readings_rows", ()),
+        ("DELETE FROM sensor_readings_days", ()),
         ("UPDATE sensors SET zone = 9", ()),
     ]
     for statement, params in statements:
         assert isinstance(
             world.refused("pro_viewer", statement, params), errors.InsufficientPrivilege
         ), statement
+    # The view of both tiers takes no writes from anyone.
+    refused = world.refused("pro_viewer", "DELETE FROM sensor_readings", ())
+    assert isinstance(refused, errors.InsufficientPrivilege | errors.ObjectNotInPrerequisiteState)
     assert world.rowcount("pro_viewer", "UPDATE app_users SET role = 'admin'") == 0
     assert world.rowcount("pro_viewer", "DELETE FROM saved_queries") == 0
 
