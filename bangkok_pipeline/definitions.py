@@ -19,11 +19,13 @@ from bangkok_pipeline.defs.ingestion.sensors import (
 from bangkok_pipeline.defs.operations.assets import postgres_database
 from bangkok_pipeline.defs.operations.checks import operations_checks
 from bangkok_pipeline.defs.operations.jobs import (
+    compression_job,
     database_health_job,
     partition_maintenance_job,
     retention_job,
 )
 from bangkok_pipeline.defs.operations.schedules import (
+    compression_schedule,
     partition_maintenance_schedule,
     retention_schedule,
 )
@@ -33,14 +35,25 @@ from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 defs = dg.Definitions(
     assets=[raw_readings, validated_readings, load_month_partitions, postgres_database],
     asset_checks=[*ingestion_checks, *operations_checks],
-    jobs=[ingest_month_job, database_health_job, partition_maintenance_job, retention_job],
+    jobs=[
+        ingest_month_job,
+        database_health_job,
+        partition_maintenance_job,
+        retention_job,
+        compression_job,
+    ],
     sensors=[
         source_files_sensor,
         run_failure_alert_sensor,
         abandoned_runs_sensor,
         database_health_sensor,
     ],
-    schedules=[nightly_ingest_schedule, partition_maintenance_schedule, retention_schedule],
+    schedules=[
+        nightly_ingest_schedule,
+        partition_maintenance_schedule,
+        retention_schedule,
+        compression_schedule,
+    ],
     resources={
         "database": PostgresResource(),
         "source": SourceDirectory(),

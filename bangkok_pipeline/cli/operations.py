@@ -1,8 +1,9 @@
-"""The operations commands of `bangkok-pipeline`: health, archive, db backup/restore/premake.
+"""The operations commands of `bangkok-pipeline`: health, archive, db backup/restore/premake,
+db compress/decompress.
 
 Kept apart from cli/main.py so the main command file stays small; main.py registers these parsers
 and handles the errors listed in EXPECTED_ERRORS. The work itself is in ops/ and warehouse/
-(health, maintenance, archive, backup); the handlers only parse, call and print.
+(health, maintenance, archive, backup, compression); the handlers only parse, call and print.
 """
 
 import argparse
@@ -12,16 +13,17 @@ from pathlib import Path
 import psycopg
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.core.months import Month, parse_months
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import connect, describe, resolve_url
 from bangkok_pipeline.devtools import sample
 from bangkok_pipeline.ops import backup, health
-from bangkok_pipeline.warehouse import archive, maintenance
+from bangkok_pipeline.warehouse import archive, compression, maintenance
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     archive.ArchiveError,
     backup.BackupError,
+    compression.CompressionError,
     sample.SampleError,
     settings.SettingError,
 )
@@ -88,6 +90,42 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compress(args: argparse.Namespace) -> int:
+    keep_as_rows = settings.compress_after_months()
+    if args.months is None and keep_as_rows is None:
+        print(
+            "no compression policy (BANGKOK_COMPRESS_AFTER_MONTHS unset) and no --months: "
+            "nothing compressed"
+        )
+        return 0
+    wanted = parse_months(args.months) if args.months else None
+    with _migrated(resolve_url()) as conn:
+        months = compression.cold_months(conn, keep_as_rows) if wanted is None else wanted
+        if not months:
+            print(
+                f"no month is older than the newest {keep_as_rows} with readings "
+                "(BANGKOK_COMPRESS_AFTER_MONTHS): nothing compressed"
+            )
+            return 0
+        compression.check(conn, months, "compressed")  # the whole range, before any change
+        for month in months:
+            changed = compression.compress(conn, [month])
+            print(changed[0].line() if changed else f"{month}: already compressed", flush=True)
+    return 0
+
+
+def _decompress(args: argparse.Namespace) -> int:
+    months = parse_months(args.months)
+    with _migrated(resolve_url()) as conn:
+        changes = {
+            change.month: change
+            for change in compression.decompress(conn, months, settings.database_budget_bytes())
+        }
+    for month in months:
+        print(changes[month].line() if month in changes else f"{month}: already rows")
+    return 0
+
+
 def _archive_dir(args: argparse.Namespace) -> Path:
     return Path(args.dir).expanduser().resolve() if args.dir else settings.archive_dir()
 
@@ -148,7 +186,7 @@ def _archive_list(args: argparse.Namespace) -> int:
 
 
 def add_db_commands(db_commands: argparse._SubParsersAction) -> None:
-    """`db backup`, `db restore`, `db premake`."""
+    """`db backup`, `db restore`, `db premake`, `db compress`, `db decompress`."""
     made = db_commands.add_parser(
         "backup", help="pg_dump (custom format) the database; keep the newest N backups"
     )
@@ -174,6 +212,27 @@ def add_db_commands(db_commands: argparse._SubParsersAction) -> None:
         "--ahead", type=int, help="months after the newest loaded (default: BANGKOK_PREMAKE_MONTHS)"
     )
     premake.set_defaults(handler=_premake)
+    compress = db_commands.add_parser(
+        "compress",
+        help="store months' readings compressed (one row per sensor and day, checked reading "
+        "for reading); without --months, the months BANGKOK_COMPRESS_AFTER_MONTHS names "
+        "(unset: nothing to do)",
+    )
+    compress.add_argument(
+        "--months",
+        help="e.g. 2018-07..2019-06; every month must be loaded (default: the months older than "
+        "the newest BANGKOK_COMPRESS_AFTER_MONTHS with readings)",
+    )
+    compress.set_defaults(handler=_compress)
+    decompress = db_commands.add_parser(
+        "decompress",
+        help="store compressed months as rows again; refused beforehand when they would not fit "
+        "BANGKOK_DB_BUDGET or the server's disk",
+    )
+    decompress.add_argument(
+        "--months", required=True, help="e.g. 2018-07..2018-09; every month must be loaded"
+    )
+    decompress.set_defaults(handler=_decompress)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

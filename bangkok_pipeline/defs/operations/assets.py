@@ -10,6 +10,6 @@ postgres_database = dg.AssetSpec(
     group_name="operations",
     kinds={"postgres"},
     description="The pipeline's PostgreSQL database (DATABASE_URL, else the embedded server): "
-    "checked by the health sensor and the database_health checks; partitions premade and old "
-    "months archived by the maintenance jobs.",
+    "checked by the health sensor and the database_health checks; partitions premade, old "
+    "months archived and older months compressed by the maintenance jobs.",
 )

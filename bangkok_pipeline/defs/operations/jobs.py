@@ -1,4 +1,5 @@
-"""Jobs of the operations domain: health checks on demand, partition premake, retention."""
+"""Jobs of the operations domain: health checks on demand, partition premake, retention,
+compression."""
 
 import dagster as dg
 
@@ -6,7 +7,7 @@ from bangkok_pipeline.core import settings
 from bangkok_pipeline.defs.operations.assets import DATABASE
 from bangkok_pipeline.defs.operations.checks import database_health
 from bangkok_pipeline.defs.resources import PostgresResource
-from bangkok_pipeline.warehouse import archive, maintenance
+from bangkok_pipeline.warehouse import archive, compression, maintenance
 
 database_health_job = dg.define_asset_job(
     "database_health",
@@ -75,3 +76,49 @@ def apply_retention(context: dg.OpExecutionContext, database: PostgresResource) 
 )
 def retention_job() -> None:
     apply_retention()
+
+
+@dg.op(
+    description="Compress the months BANGKOK_COMPRESS_AFTER_MONTHS names (all but the newest N "
+    "with readings); one observation of postgres_database per month compressed."
+)
+def apply_compression(context: dg.OpExecutionContext, database: PostgresResource) -> None:
+    keep_as_rows = settings.compress_after_months()
+    if keep_as_rows is None:
+        context.log.info("no compression policy (BANGKOK_COMPRESS_AFTER_MONTHS unset): nothing")
+        return
+    with database.connection(autocommit=True) as conn:
+        months = compression.cold_months(conn, keep_as_rows)
+        compression.check(conn, months, "compressed")
+        changed = 0
+        for month in months:
+            for change in compression.compress(conn, [month]):
+                changed += 1
+                context.log.info(change.line())
+                context.log_event(
+                    dg.AssetObservation(
+                        asset_key=DATABASE,
+                        metadata={
+                            "compressed_month": str(change.month),
+                            "readings": change.readings,
+                            "bytes_before": change.bytes_before,
+                            "bytes_after": change.bytes_after,
+                            "ratio": round(change.ratio, 2),
+                            "seconds": round(change.seconds, 2),
+                        },
+                    )
+                )
+    context.log.info(
+        f"compressed {changed} month(s); {len(months) - changed} of the {len(months)} month(s) "
+        f"older than the newest {keep_as_rows} were compressed already"
+    )
+
+
+@dg.job(
+    name="compression",
+    description="Compress the months older than the newest BANGKOK_COMPRESS_AFTER_MONTHS with "
+    "readings (one row per sensor and Bangkok day, checked reading for reading before the swap); "
+    "months compressed already are left alone. Does nothing without a policy.",
+)
+def compression_job() -> None:
+    apply_compression()
