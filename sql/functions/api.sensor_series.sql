@@ -37,7 +37,7 @@ BEGIN
             SELECT x.ts, x.value FROM public.sensor_readings_rows AS x
             WHERE x.sensor_id = v_sensor AND x.ts >= p_from AND x.ts < p_to
             UNION ALL
-            SELECT m.ts, m.value
+            SELECT m.ts, s.value
             FROM public.sensor_readings_days AS d
             CROSS JOIN LATERAL unnest(d.vals) WITH ORDINALITY AS s(value, slot)
             CROSS JOIN LATERAL (
