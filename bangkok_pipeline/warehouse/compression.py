@@ -29,11 +29,12 @@ from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.transform.fingerprint import database_fingerprints, mismatched_sensors
 from bangkok_pipeline.warehouse import maintenance, partitions
 from bangkok_pipeline.warehouse.month_lock import month_lock
-from bangkok_pipeline.warehouse.partitions import DAYS, READINGS
+from bangkok_pipeline.warehouse.partitions import DAYS, READINGS, PartitionedTable
 
 # Bytes a reading takes as rows (tuple, BRIN indexes), measured on a loaded month: 390 MB for
 # 8.8 M readings. Used to tell whether a decompressed month fits before starting.
 ROW_BYTES_PER_READING = 45
+SWAP_ATTEMPTS = 5
 
 
 class CompressionError(RuntimeError):
@@ -189,10 +190,35 @@ def _move(conn: psycopg.Connection, month: Month, to: str) -> TierChange | None:
                 _same_readings(conn, month, decompressed(current), staging)
             readings = _count(conn, staging if to == "rows" else decompressed(staging))
             conn.execute(sql.SQL("ANALYZE {}").format(staging))
-            partitions.detach_and_drop(conn, source, month)
-            partitions.attach(conn, target, month, token)
+            _swap(conn, source, target, month, token)
             after = _bytes(conn, target.identifier(month))
     return TierChange(month, to, readings, before, after, time.perf_counter() - started)
+
+
+def _swap(
+    conn: psycopg.Connection,
+    source: PartitionedTable,
+    target: PartitionedTable,
+    month: Month,
+    token: str,
+) -> None:
+    """Drop the old tier's partition and attach the new one. DETACH waits for readers of the
+    month; while it waits, new readers would queue behind it, so it waits at most 5 s at a time
+    (in a savepoint, keeping the filled table) and tries again, as a load's swap does."""
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        try:
+            with conn.transaction():
+                conn.execute("SET LOCAL lock_timeout = '5s'")
+                partitions.detach_and_drop(conn, source, month)
+                partitions.attach(conn, target, month, token)
+            return
+        except psycopg.errors.LockNotAvailable:
+            if attempt == SWAP_ATTEMPTS:
+                raise CompressionError(
+                    f"{month}: readers held the month for {SWAP_ATTEMPTS} attempts of 5 s; "
+                    "nothing was changed, try again"
+                ) from None
+            time.sleep(attempt)
 
 
 def _bytes(conn: psycopg.Connection, table: sql.Identifier) -> int:
