@@ -32,8 +32,15 @@ SERVERS = ("embedded", "supabase15")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """The server of a test marked `hosted`: each of SERVERS in turn."""
-    if "server" in metafunc.fixturenames and metafunc.definition.get_closest_marker("hosted"):
+    """The server of a test marked `hosted`: each of SERVERS in turn (unless the test names its
+    own, e.g. `@pytest.mark.parametrize("server", ["supabase15"], indirect=True, scope="session")`
+    for what exists on the Supabase-like server only)."""
+    explicit = any(
+        marker.args and marker.args[0] == "server"
+        for marker in metafunc.definition.iter_markers("parametrize")
+    )
+    hosted = metafunc.definition.get_closest_marker("hosted")
+    if "server" in metafunc.fixturenames and hosted and not explicit:
         metafunc.parametrize("server", SERVERS, indirect=True, scope="session")
 
 

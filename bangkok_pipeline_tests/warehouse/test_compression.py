@@ -373,12 +373,12 @@ def test_rls_on_the_compressed_tier_as_restricted_logins(warehouse: Warehouse) -
             warehouse.as_user(name, sql.SQL("SELECT count(*) FROM {}").format(DAYS.identifier(FEB)))
 
 
+@pytest.mark.parametrize("server", ["supabase15"], indirect=True, scope="session")
 def test_supabase_data_api_roles_on_the_compressed_tier(
-    warehouse: Warehouse, request: pytest.FixtureRequest
+    warehouse: Warehouse, supabase_server: SupabaseLikeServer
 ) -> None:
-    if request.node.callspec.params["server"] != "supabase15":
-        pytest.skip("authenticator and authenticated exist on the Supabase-like server only")
-    supabase: SupabaseLikeServer = request.getfixturevalue("supabase_server")
+    """authenticator and authenticated exist on the Supabase-like server only."""
+    supabase = supabase_server
     dbname = str(psycopg.conninfo.conninfo_to_dict(warehouse.url)["dbname"])
     authenticator = with_database(supabase.url(user="authenticator"), dbname)
     low, high = FEB.bounds
