@@ -170,7 +170,11 @@ def test_repeatables_wait_for_their_dependencies_and_equal_0004s_definitions(
     }
     assert {r.requires for r in found} == {4, 9}
     changed = {r.name for r in found if r.requires != 4}
-    assert changed == {"api.sensor_series", "private.minute_slots"}
+    assert changed == {
+        "api.sensor_series",
+        "private.minute_slots",
+        "public.sensor_readings_between",
+    }
     api = {r.name for r in found if r.name.startswith("api.")}
     with psycopg.connect(database_url, autocommit=True) as conn:
         # Older than what they depend on: the api schema does not exist, nothing of them runs.

@@ -570,3 +570,33 @@ def test_compress_refuses_an_archived_month(warehouse: Warehouse, tmp_path: Path
     )
     assert warehouse.tiers() == {FEB: "rows", MAR: "compressed"}
     warehouse.view_matches_ledger(FEB)
+
+
+def test_the_fast_path_unnests_only_the_days_asked_for(warehouse: Warehouse) -> None:
+    """`sensor_readings_between(from, to)` returns what the view does for the period, as the
+    caller (RLS), and its plan reads only the compressed days of that period: the other
+    compressed month's partition is pruned."""
+    _ensure(warehouse, "compressed")
+    low = FEB.bounds[0]
+    day = (low + timedelta(hours=6), low + timedelta(days=1, hours=6))
+    through_view = warehouse.query(
+        "SELECT ts, sensor_id, value FROM sensor_readings WHERE ts >= %s AND ts < %s "
+        "ORDER BY sensor_id, ts",
+        day,
+    )
+    fast = warehouse.query(
+        "SELECT ts, sensor_id, value FROM sensor_readings_between(%s, %s) ORDER BY sensor_id, ts",
+        day,
+    )
+    assert fast == through_view and fast
+    free = warehouse.as_user(
+        "free", "SELECT count(DISTINCT sensor_id) FROM sensor_readings_between(%s, %s)", day
+    )
+    assert free == [(24,)]
+    plan = "\n".join(
+        line
+        for (line,) in warehouse.query(
+            "EXPLAIN SELECT * FROM sensor_readings_between(%s, %s) WHERE sensor_id = 3", day
+        )
+    )
+    assert DAYS.name(FEB) in plan and DAYS.name(MAR) not in plan, plan
