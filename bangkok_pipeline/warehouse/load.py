@@ -167,6 +167,8 @@ class MonthLoader:
             partitions.aggregate(self.conn, self.month, self.token)
             found = self.conn.execute(query("select_hourly_fingerprints")).fetchall()
             self._database_figures = {s: (int(n), t, int(h)) for s, n, t, h in found}
+            # Statistics first: the latest-readings query plans badly on a table without them.
+            self.conn.execute(sql.SQL("ANALYZE {}").format(readings))
             self._latest = self.conn.execute(
                 sql.SQL(query("select_month_latest_readings")).format(
                     readings=readings, hourly=HOURLY.identifier(self.month, self.token)
@@ -176,8 +178,6 @@ class MonthLoader:
                 days = compression.build_compressed(self.conn, self.month, self.token, readings)
                 self.conn.execute(sql.SQL("DROP TABLE {}").format(readings))
                 self.conn.execute(sql.SQL("ANALYZE {}").format(days))
-            else:
-                self.conn.execute(sql.SQL("ANALYZE {}").format(readings))
         return rows
 
     def _reconcile(self) -> None:

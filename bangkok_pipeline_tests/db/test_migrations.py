@@ -387,3 +387,22 @@ def test_a_non_superuser_owner_migrates_loads_and_goes_to_base_and_back_on_a_fre
             assert migrations.migrate(conn) == _everything()
     finally:
         server.stop()
+
+
+def test_0009_down_restores_the_one_tier_readings_and_up_brings_its_repeatables_back(
+    database_url: str,
+) -> None:
+    series = "SELECT count(*) FROM api.sensor_series(1, now() - interval '1 day', now(), 'raw')"
+    between = "SELECT to_regprocedure('sensor_readings_between(timestamptz, timestamptz)')"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrations.migrate(conn)
+        assert conn.execute(between).fetchone() != (None,)
+        assert migrations.downgrade(conn, 8) == ["0009_readings_tiers"]
+        assert "sensor_readings" in _tables(conn) and "sensor_readings_rows" not in _tables(conn)
+        assert conn.execute(between).fetchone() == (None,)
+        assert conn.execute(series).fetchone() == (0,)  # 0004's definition reads the table again
+        applied = migrations.migrate(conn)
+        assert applied[0] == "0009_readings_tiers"
+        assert "public.sensor_readings_between (repeatable)" in applied
+        assert conn.execute(series).fetchone() == (0,)
+        assert conn.execute(between).fetchone() != (None,)

@@ -26,6 +26,7 @@ from psycopg import errors, sql
 from psycopg.abc import Params
 
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.devtools.sample import keep_first_days
@@ -600,3 +601,15 @@ def test_the_fast_path_unnests_only_the_days_asked_for(warehouse: Warehouse) -> 
         )
     )
     assert DAYS.name(FEB) in plan and DAYS.name(MAR) not in plan, plan
+
+
+def test_the_downgrade_of_0009_is_refused_while_a_month_is_compressed(
+    warehouse: Warehouse,
+) -> None:
+    _ensure(warehouse, "compressed")
+    before = warehouse.tiers()
+    with psycopg.connect(warehouse.url, autocommit=True) as conn:
+        with pytest.raises(migrations.MigrationError, match="compressed months exist"):
+            migrations.downgrade(conn, 8)
+        assert migrations.current_version(conn) == migrations.head()
+    assert warehouse.tiers() == before
