@@ -147,10 +147,25 @@ def build_compressed(
     return target
 
 
-def decompressed(table: sql.Composable) -> sql.Composed:
-    """A subquery of the (ts, sensor_id, value) readings of a table of compressed days."""
+def decompressed_subquery(table: sql.Composable) -> sql.Composed:
+    """`(SELECT ts, sensor_id, value ...)` of a table of compressed days, to alias."""
     inner = sql.SQL(query("select_decompressed_days")).format(source=table)
-    return sql.SQL("({}) AS days").format(inner)
+    return sql.SQL("({})").format(inner)
+
+
+def decompressed(table: sql.Composable) -> sql.Composed:
+    """The (ts, sensor_id, value) readings of a table of compressed days, as `(...) AS days`."""
+    return sql.SQL("{} AS days").format(decompressed_subquery(table))
+
+
+def month_readings(conn: psycopg.Connection, month: Month) -> sql.Composable | None:
+    """The month's attached readings to select from, whatever the tier: its rows partition, or
+    its compressed days as a subquery (to alias); None when neither is attached."""
+    if partitions.attached(conn, READINGS, month):
+        return READINGS.identifier(month)
+    if partitions.attached(conn, DAYS, month):
+        return decompressed_subquery(DAYS.identifier(month))
+    return None
 
 
 def _same_readings(

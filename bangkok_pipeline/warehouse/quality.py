@@ -8,7 +8,8 @@ from psycopg import sql
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.transform.fingerprint import database_fingerprints, mismatched_sensors
-from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS
+from bangkok_pipeline.warehouse import compression
+from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY
 
 
 def _partition(table_name: str) -> sql.Identifier:
@@ -16,15 +17,21 @@ def _partition(table_name: str) -> sql.Identifier:
 
 
 def partition_exists(conn: psycopg.Connection, month: Month) -> bool:
-    row = conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", (f"partitions.{READINGS.name(month)}",)
-    ).fetchone()
-    return bool(row and row[0])
+    """Whether the month's readings are attached, as rows or compressed."""
+    return compression.month_readings(conn, month) is not None
+
+
+def _readings(conn: psycopg.Connection, month: Month) -> sql.Composable:
+    readings = compression.month_readings(conn, month)
+    if readings is None:
+        raise RuntimeError(f"{month} has no readings attached")
+    return readings
 
 
 def reconcile_live(conn: psycopg.Connection, month: Month, run_id: str) -> list[int]:
     """Recompute the live partition's per-sensor figures into the ledger; return mismatches."""
-    database = database_fingerprints(conn, _partition(READINGS.name(month)))
+    readings = sql.SQL("{} AS live").format(_readings(conn, month))
+    database = database_fingerprints(conn, readings)
     ledger = {
         sensor: (n, total, int(h))
         for sensor, n, total, h in conn.execute(
@@ -73,7 +80,7 @@ def aggregate_mismatches(
 ) -> list[tuple[str, int, str]]:
     """(grain, sensor, bucket) of stored aggregates that differ from a recomputation from raw."""
     statement = sql.SQL(query("select_aggregate_mismatches")).format(
-        readings=_partition(READINGS.name(month)),
+        readings=_readings(conn, month),
         hourly=_partition(HOURLY.name(month)),
         daily=_partition(DAILY.name(month)),
     )

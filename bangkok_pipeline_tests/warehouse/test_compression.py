@@ -32,7 +32,7 @@ from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.devtools.sample import keep_first_days
 from bangkok_pipeline.transform.fingerprint import Figures, database_fingerprints
 from bangkok_pipeline.transform.layers import run_layers
-from bangkok_pipeline.warehouse import access, archive, compression
+from bangkok_pipeline.warehouse import access, archive, compression, quality
 from bangkok_pipeline.warehouse.compression import CompressionError
 from bangkok_pipeline.warehouse.ingest import extract_raw_month, load_month, validate_month
 from bangkok_pipeline.warehouse.load import MonthLoadResult
@@ -613,3 +613,14 @@ def test_the_downgrade_of_0009_is_refused_while_a_month_is_compressed(
             migrations.downgrade(conn, 8)
         assert migrations.current_version(conn) == migrations.head()
     assert warehouse.tiers() == before
+
+
+def test_the_asset_checks_queries_hold_on_a_compressed_month(warehouse: Warehouse) -> None:
+    """What the reconciliation and aggregates checks run after a load, on a compressed month."""
+    _ensure(warehouse, "compressed")
+    with psycopg.connect(warehouse.url, autocommit=True) as conn:
+        for month in (FEB, MAR):
+            assert quality.partition_exists(conn, month)
+            assert quality.reconcile_live(conn, month, "check-run") == []
+            assert quality.aggregate_mismatches(conn, month, sample_size=50) == []
+    assert warehouse.ledger_holds()

@@ -2,7 +2,7 @@
 -- returns one row per bucket whose stored aggregate differs from the recomputation.
 WITH sample AS (
     SELECT sensor_id FROM sensors
-    WHERE sensor_id IN (SELECT DISTINCT sensor_id FROM {readings})
+    WHERE sensor_id IN (SELECT DISTINCT x.sensor_id FROM {readings} AS x)
     ORDER BY hashint4(sensor_id + %(salt)s) LIMIT %(sample_size)s
 ), hourly AS (
     SELECT date_trunc('hour', r.ts) AS bucket, r.sensor_id, count(*) AS n,
