@@ -30,6 +30,7 @@ from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.devtools.sample import keep_first_days
+from bangkok_pipeline.ops import backup
 from bangkok_pipeline.transform.fingerprint import Figures, database_fingerprints
 from bangkok_pipeline.transform.layers import run_layers
 from bangkok_pipeline.warehouse import access, archive, compression, quality
@@ -624,3 +625,18 @@ def test_the_asset_checks_queries_hold_on_a_compressed_month(warehouse: Warehous
             assert quality.reconcile_live(conn, month, "check-run") == []
             assert quality.aggregate_mismatches(conn, month, sample_size=50) == []
     assert warehouse.ledger_holds()
+
+
+def test_a_backup_with_compressed_months_restores_them_compressed_and_exact(
+    warehouse: Warehouse, server_url: str, tmp_path: Path
+) -> None:
+    _ensure(warehouse, "compressed")
+    with psycopg.connect(warehouse.url) as conn:
+        expected = database_fingerprints(conn, sql.Identifier("sensor_readings"))
+    dump = backup.backup(warehouse.url, tmp_path / "tiers.dump", tmp_path, keep=1).file
+    with new_database(server_url) as target:
+        backup.restore(target, dump)
+        with psycopg.connect(target, autocommit=True) as conn:
+            assert compression.tiers(conn) == warehouse.tiers()
+            assert database_fingerprints(conn, sql.Identifier("sensor_readings")) == expected
+            assert access.privilege_leaks(conn) == []
