@@ -108,7 +108,7 @@ def check(conn: psycopg.Connection, months: list[Month], to: str) -> None:
         if month in archived:
             problems.append(
                 f"{month} is archived (restore it first: bangkok-pipeline archive "
-                f"restore --months {month})"
+                f"restore --month {month})"
             )
         elif month not in current:
             problems.append(f"{month} is not loaded")
