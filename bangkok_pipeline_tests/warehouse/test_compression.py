@@ -568,7 +568,7 @@ def test_compress_refuses_an_archived_month(warehouse: Warehouse, tmp_path: Path
             archive.restore_month(conn, FEB, tmp_path)
     assert str(caught.value) == (
         "cannot compress: 2019-02 is archived (restore it first: bangkok-pipeline archive "
-        "restore --months 2019-02); nothing was changed"
+        "restore --month 2019-02); nothing was changed"
     )
     assert warehouse.tiers() == {FEB: "rows", MAR: "compressed"}
     warehouse.view_matches_ledger(FEB)
