@@ -9,6 +9,7 @@ as its project login `postgres`, which is not a superuser.
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -135,8 +136,22 @@ def new_database(
                 migrations.migrate(conn)
         yield url
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        _drop_database(server_url, name)
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    """DROP DATABASE ... WITH (FORCE). A login that is not a superuser (the Supabase-like
+    server's) cannot end an autovacuum worker busy in the database: wait for it, up to 30 s."""
+    statement = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+    for attempt in range(60):
+        try:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(statement)
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == 59:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture
