@@ -28,26 +28,12 @@ BEGIN
         ELSE interval '3660 days' END);
     IF p_bucket = 'raw' THEN
         SELECT s.unit INTO v_unit FROM public.sensors AS s WHERE s.sensor_id = v_sensor;
-        -- Both tiers, each pruned to the period: the rows by ts, the compressed days by day
-        -- (only the days that overlap [p_from, p_to) are unnested).
+        -- Both tiers, each pruned to the period (sensor_readings_between, inlined here).
         RETURN QUERY
         SELECT r.ts, 1, r.value::float8, r.value, r.value,
                CASE WHEN v_unit = 'kW' THEN r.value::float8 / 60 END
-        FROM (
-            SELECT x.ts, x.value FROM public.sensor_readings_rows AS x
-            WHERE x.sensor_id = v_sensor AND x.ts >= p_from AND x.ts < p_to
-            UNION ALL
-            SELECT m.ts, s.value
-            FROM public.sensor_readings_days AS d
-            CROSS JOIN LATERAL unnest(d.vals) WITH ORDINALITY AS s(value, slot)
-            CROSS JOIN LATERAL (
-                SELECT (d.day + (s.slot - 1) * interval '1 minute') AT TIME ZONE 'Asia/Bangkok'
-            ) AS m(ts)
-            WHERE d.sensor_id = v_sensor
-              AND d.day BETWEEN (p_from AT TIME ZONE 'Asia/Bangkok')::date
-                            AND (p_to AT TIME ZONE 'Asia/Bangkok')::date
-              AND s.value IS NOT NULL AND m.ts >= p_from AND m.ts < p_to
-        ) AS r
+        FROM public.sensor_readings_between(p_from, p_to) AS r
+        WHERE r.sensor_id = v_sensor
         ORDER BY r.ts;
     ELSIF p_bucket = 'hour' THEN
         RETURN QUERY
