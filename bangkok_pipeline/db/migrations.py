@@ -255,6 +255,9 @@ def _run_script(
 _TOKEN = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\$\w*\$)|;", re.DOTALL)
 
 
+_LEADING_COMMENT = re.compile(r"\s*(?:--[^\n]*|/\*.*?\*/)", re.DOTALL)
+
+
 def statements(text: str) -> Iterator[tuple[int, str]]:
     """The SQL statements of a script with the line each starts on: split at semicolons outside
     comments, quoted strings, quoted identifiers and dollar-quoted bodies (DO blocks, functions)."""
@@ -276,8 +279,7 @@ def statements(text: str) -> Iterator[tuple[int, str]]:
 
 def _statement(text: str, start: int, end: int) -> Iterator[tuple[int, str]]:
     """The statement in text[start:end] without its leading comments, if it has code."""
-    leading = re.compile(r"\s*(?:--[^\n]*|/\*.*?\*/)", re.DOTALL)
-    while match := leading.match(text, start, end):
+    while match := _LEADING_COMMENT.match(text, start, end):
         start = match.end()
     body = text[start:end].strip()
     if body.strip(";"):

@@ -467,11 +467,12 @@ def _staging(conn: psycopg.Connection) -> Finding:
 
 def _access(conn: psycopg.Connection) -> Finding:
     """The audit of the `api_roles_cannot_bypass_rls` asset check, for the whole database."""
-    if access.API_ROLE not in access.audited_roles(conn):
+    roles = access.audited_roles(conn)
+    if access.API_ROLE not in roles:
         return Finding("access", Status.OK, "no API roles yet (migration 0004 not applied)")
     leaks = access.privilege_leaks(conn)
     gaps = access.rls_gaps(conn)
-    audited = ", ".join(access.audited_roles(conn))
+    audited = ", ".join(roles)
     details = {"privileges": [str(leak) for leak in leaks], "tables_without_forced_rls": gaps}
     if not leaks and not gaps:
         return Finding("access", Status.OK, f"no API role reaches around RLS ({audited})", details)

@@ -131,7 +131,8 @@ def decompress(
     """Decompress each month of `months` that is compressed now (all checked first), refusing
     before starting if the readings as rows would not fit `budget_bytes` or the server's disk."""
     check(conn, months, "rows")
-    compressed = [m for m in months if tiers(conn).get(m) == "compressed"]
+    current = tiers(conn)
+    compressed = [m for m in months if current.get(m) == "compressed"]
     _check_room(conn, compressed, budget_bytes)
     return [change for m in compressed if (change := _move(conn, m, "rows")) is not None]
 
@@ -203,7 +204,7 @@ def _move(conn: psycopg.Connection, month: Month, to: str) -> TierChange | None:
                 )
                 partitions.index_readings(conn, month, token)
                 _same_readings(conn, month, decompressed(current), staging)
-            readings = _count(conn, staging if to == "rows" else decompressed(staging))
+            readings = _count(conn, staging) if to == "rows" else _compressed_count(conn, staging)
             conn.execute(sql.SQL("ANALYZE {}").format(staging))
             _swap(conn, source, target, month, token)
             after = _bytes(conn, target.identifier(month))
@@ -248,14 +249,18 @@ def _count(conn: psycopg.Connection, table: sql.Composable) -> int:
     return int(row[0]) if row else 0
 
 
+def _compressed_count(conn: psycopg.Connection, table: sql.Composable) -> int:
+    """The readings of a table of compressed days, from its per-day counts (no unnesting)."""
+    row = conn.execute(sql.SQL("SELECT coalesce(sum(n), 0) FROM {}").format(table)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _check_room(conn: psycopg.Connection, months: list[Month], budget_bytes: int | None) -> None:
     """Refuse decompressing months whose readings as rows would exceed the database budget or
     the free disk of the server's data directory (where this process can see it)."""
     if not months:
         return
-    readings = 0
-    for month in months:
-        readings += _count(conn, decompressed(DAYS.identifier(month)))
+    readings = sum(_compressed_count(conn, DAYS.identifier(month)) for month in months)
     needed = readings * ROW_BYTES_PER_READING
     row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     size = int(row[0]) if row else 0

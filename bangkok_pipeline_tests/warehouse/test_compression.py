@@ -339,23 +339,33 @@ def test_every_read_returns_the_same_rows_from_a_compressed_month(warehouse: War
             assert _same_rows(after[name], rows), name
 
 
+_FEB_READINGS = (
+    "SELECT count(*), count(DISTINCT sensor_id) FROM sensor_readings WHERE ts >= %s AND ts < %s"
+)
+
+
+def _february_as_owner(warehouse: Warehouse) -> tuple[list[tuple], list[tuple]]:
+    """February's (readings, sensors) through the view as the owner: all, and the free sample."""
+    low, high = FEB.bounds
+    everything = warehouse.query(_FEB_READINGS, (low, high))
+    sample = warehouse.query(
+        "SELECT count(*), count(DISTINCT r.sensor_id) FROM sensor_readings AS r "
+        "JOIN sensors USING (sensor_id) WHERE free_sample AND ts >= %s AND ts < %s",
+        (low, high),
+    )
+    return everything, sample
+
+
 def test_rls_on_the_compressed_tier_as_restricted_logins(warehouse: Warehouse) -> None:
     low, high = FEB.bounds
-    month = (
-        "SELECT count(*), count(DISTINCT sensor_id) FROM sensor_readings WHERE ts >= %s AND ts < %s"
-    )
+    month = _FEB_READINGS
     sensor, free_sensor = warehouse.query(
         "SELECT min(sensor_id) FILTER (WHERE NOT free_sample), "
         "min(sensor_id) FILTER (WHERE free_sample) FROM sensors"
     )[0]
     series = "SELECT count(*) FROM api.sensor_series(%s, %s, %s, 'raw')"
     _ensure(warehouse, "compressed")
-    everything = warehouse.query(month, (low, high))
-    sample = warehouse.query(
-        "SELECT count(*), count(DISTINCT r.sensor_id) FROM sensor_readings AS r "
-        "JOIN sensors USING (sensor_id) WHERE free_sample AND ts >= %s AND ts < %s",
-        (low, high),
-    )
+    everything, sample = _february_as_owner(warehouse)
     assert everything[0][0] > sample[0][0] > 0 and sample[0][1] == 24
     assert warehouse.as_user("pro", month, (low, high)) == everything
     assert warehouse.as_user("free", month, (low, high)) == sample
@@ -384,16 +394,9 @@ def test_supabase_data_api_roles_on_the_compressed_tier(
     dbname = str(psycopg.conninfo.conninfo_to_dict(warehouse.url)["dbname"])
     authenticator = with_database(supabase.url(user="authenticator"), dbname)
     low, high = FEB.bounds
-    month = (
-        "SELECT count(*), count(DISTINCT sensor_id) FROM sensor_readings WHERE ts >= %s AND ts < %s"
-    )
+    month = _FEB_READINGS
     _ensure(warehouse, "compressed")
-    everything = warehouse.query(month, (low, high))
-    sample = warehouse.query(
-        "SELECT count(*), count(DISTINCT r.sensor_id) FROM sensor_readings AS r "
-        "JOIN sensors USING (sensor_id) WHERE free_sample AND ts >= %s AND ts < %s",
-        (low, high),
-    )
+    everything, sample = _february_as_owner(warehouse)
     for user, expected in (("pro", everything), ("free", sample), ("none", [(0, 0)])):
         with psycopg.connect(authenticator, autocommit=True) as conn:
             conn.execute("SET ROLE authenticated")
