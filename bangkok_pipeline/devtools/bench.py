@@ -9,6 +9,9 @@ RSS; all of them use the same server, the same source files and a scratch databa
 - pipeline: `bangkok-pipeline load` of the same months (the `ingest_month` assets: raw, validate,
   COPY, index, aggregate, reconcile, swap, through Dagster, one fresh process per month; its peak
   RSS is the largest month's). Run as a command, so this module imports no Dagster.
+- compressed: the same months straight into the compressed tier (policy: no month kept as rows)
+  by the plain step functions in two processes, the next month parsed and validated while the
+  database takes the last; into its own scratch database, whose size is then the history's.
 """
 
 import json
@@ -18,6 +21,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import polars as pl
@@ -28,10 +33,13 @@ from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
-from bangkok_pipeline.transform.layers import layer_dir, parquet_batches
+from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.transform.layers import layer_dir, parquet_batches, run_layers
 from bangkok_pipeline.warehouse import pgcopy
+from bangkok_pipeline.warehouse.ingest import extract_raw_month, load_month, validate_month
 
 BENCH_DATABASE = "bangkok_bench"
+COMPRESSED_DATABASE = "bangkok_bench_compressed"
 
 
 def _peak_rss_mb() -> float:
@@ -103,6 +111,53 @@ def pipeline(url: str, months: list[str]) -> dict[str, float]:
     }
 
 
+def _prepare(url: str, source: str, month: str, run_id: str) -> float:
+    """Raw and validated layers of one month (in the worker process); its seconds."""
+    started = time.perf_counter()
+    layers = run_layers(Month.parse(month), run_id)
+    with psycopg.connect(url, autocommit=True) as conn:
+        extract_raw_month(conn, Path(source), layers)
+    validate_month(layers)
+    return time.perf_counter() - started
+
+
+def compressed(url: str, months: list[str]) -> dict[str, float]:
+    """Every month straight into the compressed tier: a worker process prepares (parses and
+    validates) month N+1 while this one loads month N. Peak RSS: each process's largest."""
+    source = str(settings.source_dir())
+    run_id = f"bench-{time.strftime('%Y%m%dT%H%M%S')}"
+    prepare_s = load_s = 0.0
+    started = time.perf_counter()
+    with (
+        ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as worker,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        prepared = [worker.submit(_prepare, url, source, m, run_id) for m in months]
+        for month, future in zip(months, prepared, strict=True):
+            prepare_s += future.result()
+            loading = time.perf_counter()
+            result = load_month(conn, run_layers(Month.parse(month), run_id), keep_as_rows=0)
+            load_s += time.perf_counter() - loading
+            if not result.compressed:
+                raise RuntimeError(f"{month} was not loaded compressed")
+        worker_rss = worker.submit(_peak_rss_mb).result()
+    seconds = time.perf_counter() - started
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query("select_bench_sizes")).fetchone()
+    assert row is not None
+    return {
+        "rows": int(row[0]),
+        "seconds": seconds,
+        "prepare_s": prepare_s,
+        "load_s": load_s,
+        "database_bytes": int(row[1]),
+        "days_bytes": int(row[2]),
+        "aggregate_bytes": int(row[3]),
+        "peak_rss_mb": _peak_rss_mb(),
+        "worker_peak_rss_mb": worker_rss,
+    }
+
+
 def _child(phase: str, url: str, months: list[str], source: Path) -> dict[str, float]:
     output = subprocess.run(
         [sys.executable, "-m", "bangkok_pipeline.devtools.bench", phase, url, *months],
@@ -114,29 +169,39 @@ def _child(phase: str, url: str, months: list[str], source: Path) -> dict[str, f
     return json.loads(output.strip().splitlines()[-1])
 
 
-def run_ingest_bench(server_url: str, months: list[str], source: Path) -> dict[str, float]:
-    """Scratch database, layers prepared, then floor and pipeline as children."""
+def _scratch_database(server_url: str, name: str) -> str:
+    """A fresh, migrated database `name` on the server; its URL."""
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(BENCH_DATABASE)
-            )
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DATABASE)))
-    url = with_database(server_url, BENCH_DATABASE)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
     with psycopg.connect(url, autocommit=True) as conn:
         migrations.migrate(conn)
-    pipeline_figures = _child("pipeline", url, months, source)  # publishes validated layers
-    floor_figures = _child("floor", url, months, source)
-    return {
-        **{f"floor_{k}": v for k, v in floor_figures.items()},
-        **{f"pipeline_{k}": v for k, v in pipeline_figures.items()},
-    }
+    return url
+
+
+def run_ingest_bench(
+    server_url: str, months: list[str], source: Path, rows_pipeline: bool = True
+) -> dict[str, float]:
+    """Scratch databases, then the compressed load, the floor and (unless `rows_pipeline` is
+    False) the pipeline of rows through Dagster, each as a child."""
+    figures: dict[str, float] = {}
+    compressed_url = _scratch_database(server_url, COMPRESSED_DATABASE)
+    url = _scratch_database(server_url, BENCH_DATABASE)
+    for phase, phase_url in (
+        ("compressed", compressed_url),  # publishes the validated layers the floor copies
+        ("floor", url),
+        *((("pipeline", url),) if rows_pipeline else ()),
+    ):
+        figures |= {f"{phase}_{k}": v for k, v in _child(phase, phase_url, months, source).items()}
+    return figures
 
 
 def report(figures: dict[str, float]) -> str:
-    rows = figures["pipeline_rows"]
-    floor_s, pipe_s = figures["floor_binary_copy_s"], figures["pipeline_pipeline_s"]
+    rows = figures["compressed_rows"]
+    floor_s = figures["floor_binary_copy_s"]
     lines = [
         f"readings: {rows:,.0f} (floor copied {figures['floor_rows']:,.0f})",
         f"floor, binary COPY into an unindexed table: {floor_s:8.1f} s "
@@ -144,15 +209,33 @@ def report(figures: dict[str, float]) -> str:
         f"      text COPY of the same rows:          {figures['floor_text_copy_s']:8.1f} s "
         f"{rows / figures['floor_text_copy_s']:12,.0f} readings/s",
         f"      unique btree (sensor_id, ts) after:  {figures['floor_btree_after_s']:8.1f} s",
-        f"pipeline (parse, validate, COPY, BRIN, aggregates, reconcile, swap): {pipe_s:.1f} s "
-        f"{rows / pipe_s:,.0f} readings/s  "
-        f"peak RSS of a month {figures['pipeline_peak_rss_mb']:.0f} MB",
-        f"ratio pipeline / binary-COPY floor: {pipe_s / floor_s:.2f}x",
     ]
+    comp_s = figures["compressed_seconds"]
+    lines += [
+        f"compressed load (parse, validate, day rows, COPY, daily aggregates, reconcile, swap; "
+        f"two processes): {comp_s:.1f} s {rows / comp_s:,.0f} readings/s  peak RSS "
+        f"{figures['compressed_peak_rss_mb']:.0f} MB (loader), "
+        f"{figures['compressed_worker_peak_rss_mb']:.0f} MB (parser)",
+        f"      of which parse + validate {figures['compressed_prepare_s']:.1f} s (worker), "
+        f"load {figures['compressed_load_s']:.1f} s",
+        f"      database {figures['compressed_database_bytes'] / 1e6:.1f} MB (compressed "
+        f"readings {figures['compressed_days_bytes'] / 1e6:.1f} MB, aggregates "
+        f"{figures['compressed_aggregate_bytes'] / 1e6:.1f} MB)",
+        f"ratio compressed load / binary-COPY floor: {comp_s / floor_s:.2f}x",
+    ]
+    if "pipeline_pipeline_s" in figures:
+        pipe_s = figures["pipeline_pipeline_s"]
+        lines += [
+            f"pipeline of rows (parse, validate, COPY, BRIN, aggregates, reconcile, swap; "
+            f"Dagster): {pipe_s:.1f} s {rows / pipe_s:,.0f} readings/s  "
+            f"peak RSS of a month {figures['pipeline_peak_rss_mb']:.0f} MB",
+            f"ratio pipeline of rows / binary-COPY floor: {pipe_s / floor_s:.2f}x",
+        ]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     phase, database_url, *month_keys = sys.argv[1:]
-    figures = {"floor": floor, "pipeline": pipeline}[phase](database_url, month_keys)
+    phases = {"floor": floor, "pipeline": pipeline, "compressed": compressed}
+    figures = phases[phase](database_url, month_keys)
     print(json.dumps(figures))

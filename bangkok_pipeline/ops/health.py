@@ -32,7 +32,7 @@ from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
 from bangkok_pipeline.warehouse import access, maintenance
 from bangkok_pipeline.warehouse.month_lock import held_months
-from bangkok_pipeline.warehouse.partitions import parse_partition_name
+from bangkok_pipeline.warehouse.partitions import DAILY, DAYS, HOURLY, parse_partition_name
 
 MIN_SERVER_VERSION = 150000
 ENABLE_PG_STAT_STATEMENTS = (
@@ -397,8 +397,9 @@ def _partitions(conn: psycopg.Connection, digests: dict[str, str] | None) -> Fin
     no_aggregates = sorted(
         m
         for m in readings | {m for m, dropped in archived.items() if not dropped}
-        if any(m not in found.months(p) for p in ("hourly_sensor_stats", "daily_sensor_stats"))
-    )
+        if m not in found.months(DAILY.parent)
+        or (m not in found.months(HOURLY.parent) and m not in found.months(DAYS.parent))
+    )  # a compressed month's hours are computed from its days
     holes = maintenance.gaps(conn, found)
     details = {
         "attached_months": _keys(sorted(readings)),

@@ -8,8 +8,8 @@ from psycopg import sql
 
 from bangkok_pipeline.db.queries import query
 
-_MINUTE_MOD = 1_048_576
-_MULTIPLIER = 1_000_003
+MINUTE_MOD = 1_048_576
+MULTIPLIER = 1_000_003
 
 
 def frame_fingerprints(readings: pl.DataFrame) -> pl.DataFrame:
@@ -19,14 +19,14 @@ def frame_fingerprints(readings: pl.DataFrame) -> pl.DataFrame:
     """
     as_float4 = readings["value"].cast(pl.Float32).to_numpy()
     bits = pl.Series("bits", as_float4.view(np.int32), dtype=pl.Int32).cast(pl.Int64)
-    minute = (pl.col("ts").dt.epoch("s") // 60) % _MINUTE_MOD
+    minute = (pl.col("ts").dt.epoch("s") // 60) % MINUTE_MOD
     return (
         readings.with_columns(bits)
         .group_by("sensor_id")
         .agg(
             n=pl.len().cast(pl.Int64),
             total=pl.col("value").cast(pl.Float32).cast(pl.Float64).sum(),
-            hash=(minute * _MULTIPLIER + pl.col("bits")).sum(),
+            hash=(minute * MULTIPLIER + pl.col("bits")).sum(),
         )
         .sort("sensor_id")
     )

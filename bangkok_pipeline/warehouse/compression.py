@@ -18,6 +18,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -26,10 +27,11 @@ from psycopg import sql
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import format_size
 from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.transform.days import DayMatrix
 from bangkok_pipeline.transform.fingerprint import database_fingerprints, mismatched_sensors
-from bangkok_pipeline.warehouse import maintenance, partitions
+from bangkok_pipeline.warehouse import maintenance, partitions, pgcopy
 from bangkok_pipeline.warehouse.month_lock import month_lock
-from bangkok_pipeline.warehouse.partitions import DAYS, READINGS, PartitionedTable
+from bangkok_pipeline.warehouse.partitions import DAILY, DAYS, HOURLY, READINGS, PartitionedTable
 
 # Bytes a reading takes as rows (tuple, BRIN indexes), measured on a loaded month: 390 MB for
 # 8.8 M readings. Used to tell whether a decompressed month fits before starting.
@@ -148,6 +150,36 @@ def build_compressed(
     return target
 
 
+def copy_days(
+    conn: psycopg.Connection, target: sql.Identifier, matrix: DayMatrix
+) -> list[tuple[int, date]]:
+    """Binary COPY of the matrix's day rows into a compressed staging table; returns the
+    (sensor, day) rows whose stored vals differ from those sent (none, unless something between
+    here and the disk changed them)."""
+    sent: list[str] = []
+    with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(target)) as copy:
+        for chunk in pgcopy.copy_days_stream(matrix, sent):
+            copy.write(chunk)
+    expected = {
+        (int(matrix.sensor_ids[row]), matrix.day(row)): digest for row, digest in enumerate(sent)
+    }
+    stored = conn.execute(sql.SQL(query("select_day_digests")).format(days=target)).fetchall()
+    found = {(int(sensor), day): digest for sensor, day, digest in stored}
+    keys = expected.keys() | found.keys()
+    return sorted(key for key in keys if expected.get(key) != found.get(key))
+
+
+def aggregate_days(conn: psycopg.Connection, month: Month, token: str) -> None:
+    """Fill the month's daily staging table `token` from its compressed staging table."""
+    conn.execute(
+        sql.SQL(query("insert_daily_stats_from_days")).format(
+            target=DAILY.identifier(month, token),
+            days=DAYS.identifier(month, token),
+            key=sql.Identifier(f"{DAILY.staging_name(month, token)}_key"),
+        )
+    )
+
+
 def decompressed_subquery(table: sql.Composable) -> sql.Composed:
     """`(SELECT ts, sensor_id, value ...)` of a table of compressed days, to alias."""
     inner = sql.SQL(query("select_decompressed_days")).format(source=table)
@@ -183,50 +215,64 @@ def _same_readings(
 
 
 def _move(conn: psycopg.Connection, month: Month, to: str) -> TierChange | None:
-    """Move one month to tier `to` under its lock; None if it is there already."""
+    """Move one month to tier `to` under its lock; None if it is there already. A compressed
+    month has no hourly partition (its hourly statistics are computed from its days), so
+    decompressing builds one, with the daily statistics, from the new rows."""
     started = time.perf_counter()
-    source, target = (READINGS, DAYS) if to == "compressed" else (DAYS, READINGS)
+    drop: tuple[PartitionedTable, ...]
+    attach: tuple[PartitionedTable, ...]
     with month_lock(conn, month):
         if tiers(conn).get(month) == to:
             return None
         token = uuid.uuid4().hex[:8]
         with conn.transaction():
-            current = source.identifier(month)
-            before = _bytes(conn, current)
             if to == "compressed":
+                current = READINGS.identifier(month)
+                before = _bytes(conn, current)
                 staging = build_compressed(conn, month, token, current)
+                readings = _compressed_count(conn, staging)
+                drop, attach = (READINGS, HOURLY), (DAYS,)
             else:
-                staging = partitions.create_staging(conn, READINGS, month, token)
+                current = DAYS.identifier(month)
+                before = _bytes(conn, current)
+                for table in (READINGS, HOURLY, DAILY):
+                    partitions.create_staging(conn, table, month, token)
+                staging = READINGS.identifier(month, token)
                 conn.execute(
                     sql.SQL(query("insert_decompressed_rows")).format(
                         target=staging, source=decompressed(current)
                     )
                 )
                 partitions.index_readings(conn, month, token)
+                partitions.aggregate(conn, month, token)
                 _same_readings(conn, month, decompressed(current), staging)
-            readings = _count(conn, staging) if to == "rows" else _compressed_count(conn, staging)
+                readings = _count(conn, staging)
+                drop, attach = (DAYS,), (READINGS, HOURLY, DAILY)
             conn.execute(sql.SQL("ANALYZE {}").format(staging))
-            _swap(conn, source, target, month, token)
-            after = _bytes(conn, target.identifier(month))
+            _swap(conn, drop, attach, month, token)
+            after = _bytes(conn, (DAYS if to == "compressed" else READINGS).identifier(month))
     return TierChange(month, to, readings, before, after, time.perf_counter() - started)
 
 
 def _swap(
     conn: psycopg.Connection,
-    source: PartitionedTable,
-    target: PartitionedTable,
+    drop: tuple[PartitionedTable, ...],
+    attach: tuple[PartitionedTable, ...],
     month: Month,
     token: str,
 ) -> None:
-    """Drop the old tier's partition and attach the new one. DETACH waits for readers of the
-    month; while it waits, new readers would queue behind it, so it waits at most 5 s at a time
-    (in a savepoint, keeping the filled table) and tries again, as a load's swap does."""
+    """Drop the month's partitions of `drop` and attach its staging tables of `attach` (each
+    replacing the month's partition). DETACH waits for readers of the month; while it waits,
+    new readers would queue behind it, so it waits at most 5 s at a time (in a savepoint,
+    keeping the filled tables) and tries again, as a load's swap does."""
     for attempt in range(1, SWAP_ATTEMPTS + 1):
         try:
             with conn.transaction():
                 conn.execute("SET LOCAL lock_timeout = '5s'")
-                partitions.detach_and_drop(conn, source, month)
-                partitions.attach(conn, target, month, token)
+                for table in drop:
+                    partitions.detach_and_drop(conn, table, month)
+                for table in attach:
+                    partitions.attach(conn, table, month, token)
             return
         except psycopg.errors.LockNotAvailable:
             if attempt == SWAP_ATTEMPTS:

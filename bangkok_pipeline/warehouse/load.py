@@ -8,8 +8,13 @@ it as for any table.) The database's per-sensor fingerprints are checked against
 frame's; only then one short transaction detaches and drops the old month and attaches the new
 one, for the readings and both aggregate tables, and replaces the month's rows of the side
 tables (quarantine, coverage, gaps, and each sensor's last reading for the query API).
-A crash before that transaction leaves the old month untouched and at most some unattached tables,
-which the next load of the month drops. The month lock (`month_lock`) keeps two loads apart.
+A month the compression policy calls cold (or one compressed now) goes straight into the
+compressed tier: its day rows are built in numpy (`transform.days`) and COPYed, with the daily
+statistics from their summaries and no hourly partition (`compression.py`); the server's md5 of
+every row's vals proves it stores exactly the bytes sent, so the figures reconciled are those of
+the day matrix. A crash before that transaction leaves the old month untouched and at most some
+unattached tables, which the next load of the month drops. The month lock (`month_lock`) keeps
+two loads apart.
 """
 
 import json
@@ -27,6 +32,7 @@ from psycopg import sql
 
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.transform.days import day_matrix
 from bangkok_pipeline.transform.fingerprint import Figures, as_figures, mismatched_sensors
 from bangkok_pipeline.transform.validation import QUARANTINE_SCHEMA
 from bangkok_pipeline.warehouse import compression, partitions
@@ -158,6 +164,8 @@ class MonthLoader:
 
     def _build(self) -> int:
         """Create, fill, index and aggregate the new month in one transaction."""
+        if self.compressed:
+            return self._build_compressed()
         readings = READINGS.identifier(self.month, self.token)
         with self.conn.transaction():
             for table in TABLES:
@@ -174,11 +182,27 @@ class MonthLoader:
                     readings=readings, hourly=HOURLY.identifier(self.month, self.token)
                 )
             ).fetchall()
-            if self.compressed:  # checked reading for reading; the rows never get attached
-                days = compression.build_compressed(self.conn, self.month, self.token, readings)
-                self.conn.execute(sql.SQL("DROP TABLE {}").format(readings))
-                self.conn.execute(sql.SQL("ANALYZE {}").format(days))
         return rows
+
+    def _build_compressed(self) -> int:
+        """The month straight into the compressed tier: day rows built in numpy and COPYed,
+        never a row per reading. The database's figures are the day matrix's, once the server
+        shows it stores exactly the bytes sent (the md5 of every row's vals)."""
+        matrix = day_matrix(self.batches())
+        with self.conn.transaction():
+            days = partitions.create_staging(self.conn, DAYS, self.month, self.token)
+            partitions.create_staging(self.conn, DAILY, self.month, self.token)
+            differ = compression.copy_days(self.conn, days, matrix)
+            if differ:
+                raise ReconciliationError(
+                    f"month {self.month}: the database stores other values than were sent for "
+                    f"{len(differ)} sensor-day(s), e.g. {differ[:5]}; nothing was swapped in"
+                )
+            compression.aggregate_days(self.conn, self.month, self.token)
+            self.conn.execute(sql.SQL("ANALYZE {}").format(days))
+        self._database_figures = as_figures(matrix.fingerprints())
+        self._latest = matrix.latest()
+        return matrix.readings
 
     def _reconcile(self) -> None:
         """Record frame vs database figures per sensor; refuse the swap on any difference."""
@@ -243,10 +267,10 @@ class MonthLoader:
             try:
                 with self.conn.transaction():
                     self.conn.execute("SET LOCAL lock_timeout = '5s'")
-                    for table in TABLES:
-                        if table is READINGS and self.compressed:
-                            partitions.detach_and_drop(self.conn, READINGS, self.month)
-                            table = DAYS
+                    if self.compressed:  # its hourly statistics are computed from the days
+                        partitions.detach_and_drop(self.conn, READINGS, self.month)
+                        partitions.detach_and_drop(self.conn, HOURLY, self.month)
+                    for table in (DAYS, DAILY) if self.compressed else TABLES:
                         partitions.attach(self.conn, table, self.month, self.token)
                     self._replace_month_rows(
                         "quarantine",

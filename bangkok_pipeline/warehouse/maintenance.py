@@ -147,7 +147,7 @@ def premake(conn: psycopg.Connection, ahead: int) -> PremakeReport:
     found = inventory(conn)
     for month in report.window:
         missing = [t for t in TABLES if month not in found.months(t.parent)]
-        if not missing:
+        if not missing or month in found.months(DAYS.parent):  # compressed: no rows, no hours
             continue
         if month in archived:
             report.skipped.append(f"{month} is archived (`archive restore` it)")

@@ -6,14 +6,19 @@ its archive) goes the other way through one blob of send-format (timestamptz, re
 sensor, because COPY TO would hand Python one message per row.
 """
 
+import hashlib
 from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
 
+from bangkok_pipeline.transform.days import SLOTS, DayMatrix
+
 HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 TRAILER = (-1).to_bytes(2, "big", signed=True)
 _POSTGRES_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
+_POSTGRES_EPOCH_DAYS = 10_957  # 2000-01-01 in days since 1970-01-01
+_FLOAT4_OID = 700
 
 _TUPLE = np.dtype(
     [
@@ -65,3 +70,75 @@ def decode_pairs(sensor_id: int, pairs: bytes) -> pl.DataFrame:
             "value": pl.Series("value", rows["value"].astype(np.float32)),
         }
     ).with_columns(pl.col("ts").dt.convert_time_zone("Asia/Bangkok"))
+
+
+# A row of sensor_readings_days up to its vals: (sensor_id, day, n, min, max, sum, len(vals)).
+_DAY_PREFIX = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("sensor_len", ">i4"),
+        ("sensor_id", ">i2"),
+        ("day_len", ">i4"),
+        ("day", ">i4"),
+        ("n_len", ">i4"),
+        ("n", ">i2"),
+        ("min_len", ">i4"),
+        ("min_value", ">f4"),
+        ("max_len", ">i4"),
+        ("max_value", ">f4"),
+        ("sum_len", ">i4"),
+        ("sum_value", ">f8"),
+        ("vals_len", ">i4"),
+        ("ndim", ">i4"),
+        ("has_nulls", ">i4"),
+        ("element_type", ">i4"),
+        ("dim", ">i4"),
+        ("lower_bound", ">i4"),
+    ]
+)
+_ARRAY_HEADER_BYTES = 20  # ndim, has_nulls, element_type, dim, lower_bound
+
+
+def encode_days(matrix: DayMatrix) -> Iterator[tuple[bytes, str]]:
+    """Each row of the matrix as a binary COPY tuple of sensor_readings_days (without header or
+    trailer), with the md5 of its vals exactly as the server's `array_send(vals)` gives it."""
+    summaries = matrix.summaries()
+    prefix = np.empty(matrix.rows, dtype=_DAY_PREFIX)
+    words = SLOTS + matrix.present.sum(axis=1)  # per slot its length word, a value word if present
+    for name, length in (("sensor", 2), ("day", 4), ("n", 2), ("min", 4), ("max", 4), ("sum", 8)):
+        prefix[f"{name}_len"] = length
+    prefix["fields"] = 7
+    prefix["sensor_id"] = matrix.sensor_ids
+    prefix["day"] = matrix.days - _POSTGRES_EPOCH_DAYS
+    prefix["n"] = summaries["n"].to_numpy()
+    prefix["min_value"] = summaries["min_value"].to_numpy()
+    prefix["max_value"] = summaries["max_value"].to_numpy()
+    prefix["sum_value"] = summaries["sum_value"].to_numpy()
+    prefix["vals_len"] = _ARRAY_HEADER_BYTES + 4 * words
+    prefix["ndim"] = 1
+    prefix["has_nulls"] = (~matrix.present).any(axis=1)
+    prefix["element_type"] = _FLOAT4_OID
+    prefix["dim"] = SLOTS
+    prefix["lower_bound"] = 1
+    elements = np.empty((matrix.rows, SLOTS, 2), dtype=">i4")
+    elements[:, :, 0] = np.where(matrix.present, 4, -1)
+    elements[:, :, 1] = matrix.values.astype(">f4").view(">i4")
+    keep = np.stack([np.ones_like(matrix.present), matrix.present], axis=2)
+    flat = elements[keep].tobytes()
+    header_at = _DAY_PREFIX.itemsize - _ARRAY_HEADER_BYTES
+    start = 0
+    for row in range(matrix.rows):
+        head = prefix[row].tobytes()
+        body = flat[start : start + 4 * int(words[row])]
+        start += len(body)
+        yield head + body, hashlib.md5(head[header_at:] + body).hexdigest()
+
+
+def copy_days_stream(matrix: DayMatrix, digests: list[str]) -> Iterator[bytes]:
+    """A complete binary COPY stream of the matrix's day rows; appends each row's vals md5 to
+    `digests` as it goes."""
+    yield HEADER
+    for tuple_bytes, digest in encode_days(matrix):
+        digests.append(digest)
+        yield tuple_bytes
+    yield TRAILER

@@ -8,8 +8,8 @@ from psycopg import sql
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.transform.fingerprint import database_fingerprints, mismatched_sensors
-from bangkok_pipeline.warehouse import compression
-from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY
+from bangkok_pipeline.warehouse import compression, partitions
+from bangkok_pipeline.warehouse.partitions import DAILY, DAYS, HOURLY
 
 
 def _partition(table_name: str) -> sql.Identifier:
@@ -79,9 +79,15 @@ def aggregate_mismatches(
     conn: psycopg.Connection, month: Month, sample_size: int = 8
 ) -> list[tuple[str, int, str]]:
     """(grain, sensor, bucket) of stored aggregates that differ from a recomputation from raw."""
+    hourly: sql.Composable = _partition(HOURLY.name(month))
+    if partitions.attached(conn, DAYS, month):  # hours computed from the days, not stored
+        low, high = month.bounds
+        hourly = sql.SQL("public.hourly_stats_between({}, {})").format(
+            sql.Literal(low), sql.Literal(high)
+        )
     statement = sql.SQL(query("select_aggregate_mismatches")).format(
         readings=_readings(conn, month),
-        hourly=_partition(HOURLY.name(month)),
+        hourly=hourly,
         daily=_partition(DAILY.name(month)),
     )
     salt = month.year * 100 + month.number

@@ -173,6 +173,7 @@ def test_repeatables_wait_for_their_dependencies_and_equal_0004s_definitions(
     assert changed == {
         "api.sensor_series",
         "private.minute_slots",
+        "public.hourly_stats_between",
         "public.sensor_readings_between",
     }
     api = {r.name for r in found if r.name.startswith("api.")}

@@ -3,7 +3,7 @@
 -- whenever this file changes (sql/README.md, "Repeatable objects"). Edit the function here.
 
 -- One sensor between p_from (inclusive) and p_to (exclusive). raw: every reading (at most 31
--- days); hour / day: the stored aggregates whose bucket starts in the window (at most 366 /
+-- days); hour / day: the aggregates whose bucket starts in the window (at most 366 /
 -- 3660 days), days being Bangkok calendar days. energy_kwh only for kW channels.
 CREATE OR REPLACE FUNCTION api.sensor_series(p_sensor_id integer, p_from timestamptz,
                                              p_to timestamptz, p_bucket text DEFAULT 'hour')
@@ -36,10 +36,11 @@ BEGIN
         WHERE r.sensor_id = v_sensor
         ORDER BY r.ts;
     ELSIF p_bucket = 'hour' THEN
+        -- Stored hours and those computed from compressed days (hourly_stats_between, inlined).
         RETURN QUERY
         SELECT h.bucket, h.n, h.avg_value, h.min_value, h.max_value, h.energy_kwh
-        FROM public.hourly_sensor_stats AS h
-        WHERE h.sensor_id = v_sensor AND h.bucket >= p_from AND h.bucket < p_to
+        FROM public.hourly_stats_between(p_from, p_to) AS h
+        WHERE h.sensor_id = v_sensor
         ORDER BY h.bucket;
     ELSE
         v_first := (p_from AT TIME ZONE 'Asia/Bangkok')::date;

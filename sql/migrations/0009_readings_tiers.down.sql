@@ -13,10 +13,18 @@ $$;
 -- api.sensor_series goes back to 0004's definition, the others go; their records go too, so the
 -- next upgrade applies them again.
 DROP FUNCTION IF EXISTS public.sensor_readings_between(timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS public.hourly_stats_between(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS private.minute_slots(integer[], real[]);
 DELETE FROM schema_repeatables
-WHERE name IN ('api.sensor_series', 'public.sensor_readings_between', 'private.minute_slots');
+WHERE name IN ('api.sensor_series', 'public.sensor_readings_between',
+               'public.hourly_stats_between', 'private.minute_slots');
 
+CREATE OR REPLACE VIEW hourly_aggregates WITH (security_invoker = true) AS
+SELECT h.bucket, h.sensor_id, s.floor, s.zone, s.channel, s.kind, s.unit,
+       h.n AS readings, h.avg_value, h.min_value, h.max_value, h.energy_kwh
+FROM hourly_sensor_stats AS h
+JOIN sensors AS s USING (sensor_id);
+DROP VIEW hourly_sensor_stats_compressed;
 DROP VIEW sensor_readings;
 DROP TABLE sensor_readings_days;
 

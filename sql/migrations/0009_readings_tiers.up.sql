@@ -47,17 +47,49 @@ FROM sensor_readings_days AS d
 CROSS JOIN LATERAL unnest(d.vals) WITH ORDINALITY AS s(value, slot)
 WHERE s.value IS NOT NULL;
 
+-- Hourly statistics of compressed months, computed from their days when read: a compressed month
+-- has no hourly partition (as rows the history's hourly statistics take ~250 MB). `day` is there
+-- for pruning: a condition on it reaches the days' primary key, one on `bucket` cannot.
+CREATE VIEW hourly_sensor_stats_compressed WITH (security_invoker = true) AS
+SELECT (d.day + h.hour * interval '1 hour') AT TIME ZONE 'Asia/Bangkok' AS bucket, d.sensor_id,
+       d.day, h.n, h.avg_value, h.min_value, h.max_value,
+       CASE WHEN s.unit = 'kW' THEN h.total / 60 END AS energy_kwh
+FROM sensor_readings_days AS d
+JOIN sensors AS s USING (sensor_id)
+CROSS JOIN LATERAL (
+    SELECT (u.slot - 1) / 60 AS hour, count(*)::integer AS n, avg(u.value::float8) AS avg_value,
+           min(u.value) AS min_value, max(u.value) AS max_value, sum(u.value::float8) AS total
+    FROM unnest(d.vals) WITH ORDINALITY AS u(value, slot)
+    WHERE u.value IS NOT NULL
+    GROUP BY 1
+) AS h;
+
+-- Hourly statistics of every month, whatever its tier (0002's view over both).
+CREATE OR REPLACE VIEW hourly_aggregates WITH (security_invoker = true) AS
+SELECT h.bucket, h.sensor_id, s.floor, s.zone, s.channel, s.kind, s.unit,
+       h.n AS readings, h.avg_value, h.min_value, h.max_value, h.energy_kwh
+FROM (
+    SELECT bucket, sensor_id, n, avg_value, min_value, max_value, energy_kwh
+    FROM hourly_sensor_stats
+    UNION ALL
+    SELECT bucket, sensor_id, n, avg_value, min_value, max_value, energy_kwh
+    FROM hourly_sensor_stats_compressed
+) AS h
+JOIN sensors AS s USING (sensor_id);
+
 -- Owned like the rows: the loader attaches and detaches the months (0004's hand-over rules).
 GRANT CREATE ON SCHEMA public TO bangkok_loader;
 ALTER TABLE sensor_readings_days OWNER TO bangkok_loader;
 REVOKE CREATE ON SCHEMA public FROM bangkok_loader;
 ALTER VIEW sensor_readings OWNER TO bangkok_owner;
+ALTER VIEW hourly_sensor_stats_compressed OWNER TO bangkok_owner;
 
 ALTER TABLE sensor_readings_days ENABLE ROW LEVEL SECURITY;
 ALTER TABLE sensor_readings_days FORCE ROW LEVEL SECURITY;
 CREATE POLICY service ON sensor_readings_days TO bangkok_loader USING (true) WITH CHECK (true);
 CREATE POLICY api_read ON sensor_readings_days FOR SELECT TO bangkok_api
     USING (get_bit((SELECT private.visible_sensor_mask()), sensor_id) <> 0);
-GRANT SELECT ON sensor_readings, sensor_readings_days TO bangkok_api;
+GRANT SELECT ON sensor_readings, sensor_readings_days, hourly_sensor_stats_compressed
+    TO bangkok_api;
 
 SELECT private.seal_api_roles();

@@ -1,0 +1,95 @@
+"""Day rows (`transform.days`, `pgcopy.encode_days`): a month's readings as one row per sensor and
+Bangkok day, built from batches that cut sensors and days anywhere; the figures of the matrix
+equal the frame's, and the encoding is the one PostgreSQL stores (checked against a server in
+`warehouse/test_compression.py`)."""
+
+import struct
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from bangkok_pipeline.core.settings import BANGKOK_TZ
+from bangkok_pipeline.transform.days import SLOTS, day_matrix
+from bangkok_pipeline.transform.fingerprint import frame_fingerprints
+from bangkok_pipeline.warehouse.pgcopy import encode_days
+
+
+def _readings() -> pl.DataFrame:
+    """Two sensors over two Bangkok days with gaps: sensor 3 every minute but one hour, sensor
+    9 every 7th minute; values with fractions, negatives and zero; sorted by sensor and time."""
+    rng = np.random.default_rng(11)
+    start = datetime(2019, 2, 28, 0, 0, tzinfo=BANGKOK_TZ)
+    rows = []
+    for sensor, step in ((3, 1), (9, 7)):
+        for minute in range(0, 2 * SLOTS, step):
+            if sensor == 3 and 600 <= minute < 660:
+                continue
+            rows.append((start + timedelta(minutes=minute), sensor, float(rng.normal(0, 50))))
+    frame = pl.DataFrame(
+        rows,
+        schema={"ts": pl.Datetime("us", BANGKOK_TZ), "sensor_id": pl.Int16, "value": pl.Float32},
+        orient="row",
+    )
+    return frame.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
+
+
+def _batches(frame: pl.DataFrame, size: int) -> list[pl.DataFrame]:
+    return [frame.slice(at, size) for at in range(0, frame.height, size)]
+
+
+def test_the_matrix_holds_every_reading_once_whatever_the_batches() -> None:
+    frame = _readings()
+    whole = day_matrix([frame])
+    cut = day_matrix(_batches(frame, 997))  # batches end mid-day and mid-sensor
+    assert whole.rows == cut.rows == 4
+    assert whole.readings == cut.readings == frame.height
+    assert np.array_equal(whole.values, cut.values)
+    assert np.array_equal(whole.present, cut.present)
+    assert [whole.day(r) for r in range(4)] == [date(2019, 2, 28), date(2019, 3, 1)] * 2
+    assert frame_fingerprints(frame).equals(cut.fingerprints())
+
+
+def test_slots_are_bangkok_minutes_and_summaries_match_the_frame() -> None:
+    frame = _readings()
+    matrix = day_matrix(_batches(frame, 1000))
+    # Sensor 3's first day: slot 0 is 00:00 Bangkok (17:00 UTC the day before), 600-659 empty.
+    assert matrix.present[0, 0] and not matrix.present[0, 600:660].any()
+    first = frame.row(0, named=True)
+    assert first["ts"] == datetime(2019, 2, 27, 17, 0, tzinfo=UTC)
+    assert matrix.values[0, 0] == np.float32(first["value"])
+    bangkok = frame.with_columns(day=pl.col("ts").dt.convert_time_zone("Asia/Bangkok").dt.date())
+    expected = (
+        bangkok.group_by("sensor_id", "day")
+        .agg(
+            n=pl.len(),
+            min_value=pl.col("value").min(),
+            max_value=pl.col("value").max(),
+            sum_value=pl.col("value").cast(pl.Float64).sum(),
+        )
+        .sort("sensor_id", "day")
+    )
+    summaries = matrix.summaries().sort("sensor_id", "day")
+    assert summaries["n"].to_list() == expected["n"].to_list()
+    assert summaries["min_value"].to_list() == expected["min_value"].to_list()
+    assert summaries["max_value"].to_list() == expected["max_value"].to_list()
+    assert np.allclose(summaries["sum_value"].to_numpy(), expected["sum_value"].to_numpy())
+    last = {s: frame.filter(pl.col("sensor_id") == s).row(-1) for s in (3, 9)}
+    assert [(s, ts, np.float32(v)) for s, ts, v in matrix.latest()] == [
+        (s, last[s][0], np.float32(last[s][2])) for s in (3, 9)
+    ]
+
+
+def test_encoded_rows_are_binary_copy_tuples_with_float4_arrays() -> None:
+    matrix = day_matrix([_readings()])
+    encoded = list(encode_days(matrix))
+    assert len(encoded) == matrix.rows
+    for row, (data, _digest) in enumerate(encoded):
+        assert struct.unpack_from(">h", data)[0] == 7  # fields
+        # The last field: the array, its length word then ndim, has-nulls, float4, 1440 from 1.
+        header_at = 2 + (4 + 2) + (4 + 4) + (4 + 2) + (4 + 4) * 2 + (4 + 8)
+        length, ndim, nulls, oid, dim, low = struct.unpack_from(">iiiiii", data, header_at)
+        assert (ndim, oid, dim, low) == (1, 700, SLOTS, 1)
+        assert nulls == int(not matrix.present[row].all())
+        assert length == len(data) - header_at - 4
+        assert length == 20 + 4 * (SLOTS + int(matrix.present[row].sum()))
