@@ -49,8 +49,13 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     ),
     "series_hour_week": (
         r"\set sensor random(:sensor_lo, :sensor_hi)",
-        r"\set t :t0 + 86400 * random(0, :days - 7)",
+        r"\set t :t0 + 86400 * random(0, greatest(:days - 7, 0))",
         r"\set t_end :t + 7 * 86400",
+    ),
+    "series_hour_month": (
+        r"\set sensor random(:sensor_lo, :sensor_hi)",
+        r"\set t :t0 + 86400 * random(0, greatest(:days - 30, 0))",
+        r"\set t_end :t + 30 * 86400",
     ),
     "daily_zone_energy_month": (r"\set m random(0, :months - 1)", r"\set m_end :m + 1"),
     "building_daily_totals_month": (r"\set m random(0, :months - 1)", r"\set m_end :m + 1"),
@@ -60,6 +65,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
 TARGETS_MS = {
     "latest_readings": 50.0,
     "series_raw_day": 50.0,
+    "series_hour_month": 50.0,
     "daily_zone_energy_month": 500.0,
 }
 OVERHEAD_TARGET = 0.20

@@ -43,7 +43,14 @@ COMPRESSED_DATABASE = "bangkok_bench_compressed"
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS since it started its program: Linux's VmHWM (ru_maxrss would
+    count the parent's memory that a fork copied before exec)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kilobytes = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
+    return int(kilobytes) / 1024
 
 
 def _iter(month: str) -> Iterator[pl.DataFrame]:

@@ -20,6 +20,7 @@ from bangkok_pipeline.transform.fingerprint import MINUTE_MOD, MULTIPLIER
 SLOTS = 1440
 BANGKOK_OFFSET_MINUTES = 7 * 60
 _EPOCH = date(1970, 1, 1)
+BLOCK_ROWS = 512  # rows per block of the per-slot computations (~3 MB per array)
 _KEY = 1_000_000  # sensor_id * _KEY + day: one integer per (sensor, day)
 
 
@@ -43,33 +44,49 @@ class DayMatrix:
 
     def summaries(self) -> pl.DataFrame:
         """sensor_id, day, n, min_value, max_value, sum_value of every row."""
-        masked = np.ma.masked_array(self.values, mask=~self.present)
+        low, high, total = [], [], []
+        for rows in self.blocks():
+            present, values = self.present[rows], self.values[rows]
+            low.append(np.where(present, values, np.inf).min(axis=1).astype(np.float32))
+            high.append(np.where(present, values, -np.inf).max(axis=1).astype(np.float32))
+            total.append(np.where(present, values, 0).astype(np.float64).sum(axis=1))
         return pl.DataFrame(
             {
                 "sensor_id": self.sensor_ids,
                 "day": pl.Series(self.days, dtype=pl.Int32).cast(pl.Date),
                 "n": self.present.sum(axis=1).astype(np.int16),
-                "min_value": masked.min(axis=1).filled(np.nan).astype(np.float32),
-                "max_value": masked.max(axis=1).filled(np.nan).astype(np.float32),
-                "sum_value": masked.astype(np.float64).sum(axis=1).filled(0.0),
+                "min_value": np.concatenate(low) if low else np.zeros(0, np.float32),
+                "max_value": np.concatenate(high) if high else np.zeros(0, np.float32),
+                "sum_value": np.concatenate(total) if total else np.zeros(0),
             }
         )
 
-    def minutes(self) -> np.ndarray:
-        """Unix minute of every slot, [rows, SLOTS] int64."""
-        midnight = self.days.astype(np.int64) * SLOTS - BANGKOK_OFFSET_MINUTES
+    def minutes(self, rows: slice = slice(None)) -> np.ndarray:
+        """Unix minute of every slot of `rows`, [rows, SLOTS] int64."""
+        midnight = self.days[rows].astype(np.int64) * SLOTS - BANGKOK_OFFSET_MINUTES
         return midnight[:, None] + np.arange(SLOTS, dtype=np.int64)[None, :]
+
+    def blocks(self, size: int = BLOCK_ROWS) -> list[slice]:
+        """Slices of at most `size` rows: work on a block at a time keeps memory flat."""
+        return [slice(at, min(at + size, self.rows)) for at in range(0, self.rows, size)]
 
     def fingerprints(self) -> pl.DataFrame:
         """`fingerprint.frame_fingerprints` of the readings the matrix holds (same columns)."""
-        bits = self.values.view(np.int32).astype(np.int64)
-        per_slot = (self.minutes() % MINUTE_MOD) * MULTIPLIER + bits
+        n, total, hashes = [], [], []
+        for rows in self.blocks():
+            present = self.present[rows]
+            values = np.where(present, self.values[rows], np.float32(0))
+            bits = values.view(np.int32).astype(np.int64)
+            per_slot = (self.minutes(rows) % MINUTE_MOD) * MULTIPLIER + bits
+            n.append(present.sum(axis=1).astype(np.int64))
+            total.append(values.astype(np.float64).sum(axis=1))
+            hashes.append(np.where(present, per_slot, 0).sum(axis=1))
         frame = pl.DataFrame(
             {
                 "sensor_id": self.sensor_ids,
-                "n": self.present.sum(axis=1).astype(np.int64),
-                "total": np.where(self.present, self.values.astype(np.float64), 0.0).sum(axis=1),
-                "hash": np.where(self.present, per_slot, 0).sum(axis=1),
+                "n": np.concatenate(n) if n else np.zeros(0, np.int64),
+                "total": np.concatenate(total) if total else np.zeros(0),
+                "hash": np.concatenate(hashes) if hashes else np.zeros(0, np.int64),
             }
         )
         return (

@@ -63,6 +63,11 @@ class RunLayers:
     def _run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / self.month.key / run_id
 
+    @property
+    def source_cache(self) -> Path:
+        """Where year files are kept split by month (`source.cache`), beside the layers."""
+        return self.root / "source-cache"
+
     def write_dir(self, layer: str) -> Path:
         return self._run_dir(self.run_id) / layer
 

@@ -14,6 +14,9 @@ at any point loses nothing:
 4. only then, in one transaction: record the month in `archived_months`, detach and drop the
    partition (and, by the aggregate policy, its aggregate partitions).
 
+A compressed month is read through its decompressed days and its days partition dropped; it comes
+back as rows (the compression policy compresses it again).
+
 A crash before step 4 commits leaves the month in the database (and maybe a file, which the next
 archive run replaces). Restoring reads the manifest, checks the file's SHA-256, COPYs it into a
 fresh table, compares the database's figures with the manifest's, rebuilds missing aggregates
@@ -49,7 +52,7 @@ from bangkok_pipeline.transform.fingerprint import (
     mismatched_sensors,
 )
 from bangkok_pipeline.transform.validation import VALID_READINGS_SCHEMA
-from bangkok_pipeline.warehouse import maintenance, partitions, pgcopy
+from bangkok_pipeline.warehouse import compression, maintenance, partitions, pgcopy
 from bangkok_pipeline.warehouse.month_lock import MonthBusy, MonthLock, month_lock
 from bangkok_pipeline.warehouse.partitions import DAILY, DAYS, HOURLY, READINGS, TABLES
 
@@ -158,7 +161,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_partition(conn: psycopg.Connection, table: sql.Identifier) -> pl.DataFrame:
+def read_partition(conn: psycopg.Connection, table: sql.Composable) -> pl.DataFrame:
     """A month table's readings sorted by (sensor_id, ts), in the validated layer's dtypes."""
     statement = sql.SQL(query("select_partition_pairs")).format(table=table)
     frames = []
@@ -240,18 +243,16 @@ def archive_month(
     parquet, manifest_path = paths(directory, month)
     with _locked(conn, month) as lock:
         found = maintenance.inventory(conn)
-        if month not in found.months():
+        tier = DAYS if month in found.months(DAYS.parent) else READINGS
+        if month not in found.months(tier.parent):
             if month in maintenance.archived_months(conn):
                 raise ArchiveError(f"{key} is already archived ({parquet}); nothing to do")
-            if month in found.months(DAYS.parent):
-                raise ArchiveError(
-                    f"{key} is compressed: decompress it first (bangkok-pipeline db decompress "
-                    f"--months {key}); nothing was archived"
-                )
             raise ArchiveError(f"{key} has no readings partition: nothing to archive")
-        table = sql.Identifier("partitions", READINGS.name(month))
+        table: sql.Composable = tier.identifier(month)
+        if tier is DAYS:  # a compressed month: its readings as rows (restored as rows)
+            table = compression.decompressed(DAYS.identifier(month))
         size_row = conn.execute(
-            "SELECT pg_total_relation_size(%s::regclass)", (f"partitions.{READINGS.name(month)}",)
+            "SELECT pg_total_relation_size(%s::regclass)", (f"partitions.{tier.name(month)}",)
         ).fetchone()
         partition_bytes = int(size_row[0]) if size_row else 0
         free = shutil.disk_usage(directory).free
@@ -302,7 +303,7 @@ def archive_month(
                     "aggregates_dropped": drop_aggregates,
                 },
             )
-            for dropped in (READINGS, HOURLY, DAILY) if drop_aggregates else (READINGS,):
+            for dropped in (tier, HOURLY, DAILY) if drop_aggregates else (tier,):
                 partitions.detach_and_drop(conn, dropped, month)
     return ArchiveResult(key, rows, partition_bytes, file_bytes, parquet, drop_aggregates)
 
@@ -458,7 +459,8 @@ def plan_retention(
             f"BANGKOK_RETAIN_RAW_MONTHS={raw_months})"
         )
     found = maintenance.inventory(conn)
-    with_rows = [m for m in sorted(found.months()) if _has_rows(conn, m)]
+    compressed = found.months(DAYS.parent)  # never empty: only loads create them
+    with_rows = [m for m in sorted(found.with_readings()) if m in compressed or _has_rows(conn, m)]
     archived = maintenance.archived_months(conn)
     candidates = sorted(set(with_rows) | set(archived))
     if not with_rows:

@@ -19,12 +19,10 @@ import pyarrow.parquet as pq
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.files import replacing_dir
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.source.cache import FileFacts, SourceCache
 from bangkok_pipeline.source.catalog import register_floor
 from bangkok_pipeline.source.files import (
     SourceError,
-    SourceText,
-    raw_month_frame,
-    read_source_lines,
 )
 from bangkok_pipeline.source.layout import (
     BUILDING,
@@ -134,14 +132,15 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
     sensors.
 
     Every file of the month's year is read whole (lines are placed in months by
-    `source.month_of_lines`). Fails (`IngestError`, naming the file) on a file that cannot be
-    read, on a file in which no line has a Date that places it, and when no file has a line of
-    the month. A file without a line of the month still gets an (empty) raw layer, its sensors
-    and a `without_lines` report. Sensors are registered only after every file has been read,
-    so a month that fails registers none.
+    `source.month_of_lines`), once for all its months (`source.cache`). Fails (`IngestError`,
+    naming the file) on a file that cannot be read, on a file in which no line has a Date that
+    places it, and when no file has a line of the month. A file without a line of the month
+    still gets an (empty) raw layer, its sensors and a `without_lines` report. Sensors are
+    registered only after every file has been read, so a month that fails registers none.
     """
     month = layers.month
     files, skipped = source_files(source_dir)
+    cache = SourceCache(layers.source_cache)
     year = month.year
     last = settings.last_month()
     result = RawMonth(month, skipped=skipped)
@@ -160,12 +159,11 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
                 continue
             try:
                 state = read_file_state(path, source_file.year)  # before reading: conservative
-                source = read_source_lines(path)
+                source, raw = cache.month(path, state, month.key)  # the file read once a year
             except SourceError as error:
                 raise IngestError(str(error)) from None
             except OSError as error:
                 raise IngestError(f"{path.name}: cannot read ({error.strerror})") from None
-            raw = raw_month_frame(source, month.key)
             result.waiting += _waiting_lines(source, last)
             if raw.is_empty():
                 result.without_lines.append(_without_lines(source, source_file.floor, month))
@@ -220,25 +218,25 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
     return result
 
 
-def _waiting_lines(source: SourceText, last: str) -> list[str]:
+def _waiting_lines(source: FileFacts, last: str) -> list[str]:
     """Reports of a file's lines dated after the last partition: they wait for CUBEMS_LAST_MONTH
     to be raised (their own month loads them then), neither misplaced nor quarantined."""
     return [
         f"{source.name}: {lines:,} lines of {month} have no partition yet (the last is {last}): "
         "raise CUBEMS_LAST_MONTH to load them"
-        for month, lines in source.lines_by_month().items()
+        for month, lines in source.lines_by_month.items()
         if month > last
     ]
 
 
-def _without_lines(source: SourceText, floor: int, month: Month) -> str:
+def _without_lines(source: FileFacts, floor: int, month: Month) -> str:
     """Why a file of the month's year contributes no line to it (its floor then counts as 0 %)."""
     months = source.months()
     if not months:
         found = "header only, no data lines"
     else:
         span = months[0] if len(months) == 1 else f"{months[0]}..{months[-1]}"
-        found = f"no line of {month}, its {source.lines.height:,} lines are of {span}"
+        found = f"no line of {month}, its {source.lines:,} lines are of {span}"
     return f"{source.name}: {found}: floor {floor} has no readings for {month}"
 
 

@@ -577,6 +577,35 @@ def test_compress_refuses_an_archived_month(warehouse: Warehouse, tmp_path: Path
     warehouse.view_matches_ledger(FEB)
 
 
+def test_a_compressed_month_archives_and_restores_as_rows_exactly(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    _ensure(warehouse, "compressed")
+    hourly = (
+        "SELECT * FROM hourly_aggregates WHERE bucket >= %s AND bucket < %s ORDER BY 1, 2",
+        FEB.bounds,
+    )
+    before = warehouse.query(*hourly)
+    with psycopg.connect(warehouse.url, autocommit=True) as conn:
+        plan = archive.plan_retention(conn, 1, None)  # compressed months count for retention
+        assert plan.archive == [FEB]
+        archived = archive.archive_month(conn, FEB, tmp_path)
+        assert FEB not in compression.tiers(conn)
+        assert not [t for t in warehouse.tables() if t.startswith(DAYS.name(FEB))]
+        restored = archive.restore_month(conn, FEB, tmp_path)
+    assert (
+        archived.rows
+        == restored.rows
+        == warehouse.query(
+            "SELECT sum(frame_count) FROM reconciliation WHERE month = %s", (FEB.first_day,)
+        )[0][0]
+    )
+    assert restored.aggregates_rebuilt  # a compressed month had no hourly partition
+    assert warehouse.tiers()[FEB] == "rows"
+    warehouse.view_matches_ledger(FEB)
+    assert _same_rows(warehouse.query(*hourly), before)
+
+
 def test_the_fast_path_unnests_only_the_days_asked_for(warehouse: Warehouse) -> None:
     """`sensor_readings_between(from, to)` returns what the view does for the period, as the
     caller (RLS), and its plan reads only the compressed days of that period: the other
