@@ -94,7 +94,7 @@ def _compress(args: argparse.Namespace) -> int:
     keep_as_rows = settings.compress_after_months()
     if args.months is None and keep_as_rows is None:
         print(
-            "no compression policy (BANGKOK_COMPRESS_AFTER_MONTHS unset) and no --months: "
+            "no compression policy (BANGKOK_COMPRESS_AFTER_MONTHS=off) and no --months: "
             "nothing compressed"
         )
         return 0
@@ -216,7 +216,7 @@ def add_db_commands(db_commands: argparse._SubParsersAction) -> None:
         "compress",
         help="store months' readings compressed (one row per sensor and day, checked reading "
         "for reading); without --months, the months BANGKOK_COMPRESS_AFTER_MONTHS names "
-        "(unset: nothing to do)",
+        "(default 0: every month; off: nothing to do)",
     )
     compress.add_argument(
         "--months",

@@ -43,7 +43,7 @@ def loaded_url(
 def cli(loaded_url: str, bangkok_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The CLI pointed at the loaded database, without a policy or budget from the caller."""
     monkeypatch.setenv("DATABASE_URL", loaded_url)
-    monkeypatch.delenv("BANGKOK_COMPRESS_AFTER_MONTHS", raising=False)
+    monkeypatch.setenv("BANGKOK_COMPRESS_AFTER_MONTHS", "off")
     monkeypatch.delenv("BANGKOK_DB_BUDGET", raising=False)
     return loaded_url
 
@@ -105,7 +105,7 @@ def test_without_months_the_policy_decides_and_no_policy_changes_nothing(
     before = _state(cli)
     assert run(["db", "compress"]) == 0
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "BANGKOK_COMPRESS_AFTER_MONTHS unset" in out, out
+    assert out.count("\n") == 1 and "BANGKOK_COMPRESS_AFTER_MONTHS=off" in out, out
     monkeypatch.setenv("BANGKOK_COMPRESS_AFTER_MONTHS", "2")
     assert run(["db", "compress"]) == 0
     assert "nothing compressed" in capsys.readouterr().out

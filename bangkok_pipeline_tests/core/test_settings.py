@@ -24,6 +24,7 @@ from bangkok_pipeline.core import settings
         ("BANGKOK_MAX_SOURCE_BYTES", settings.max_source_bytes, "bytes"),
         ("BANGKOK_SLOW_STATEMENT_MS", settings.slow_statement_ms, "milliseconds"),
         ("BANGKOK_RETAIN_RAW_MONTHS", settings.retain_raw_months, "months"),
+        ("BANGKOK_COMPRESS_AFTER_MONTHS", settings.compress_after_months, "or off"),
     ],
 )
 def test_a_bad_number_names_the_variable_and_what_it_expects(
@@ -46,6 +47,12 @@ def test_defaults_and_good_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.sensor_interval_seconds() == 60
     assert settings.slow_statement_ms() == 12.5
     assert settings.backup_keep() == 1
+    monkeypatch.delenv("BANGKOK_COMPRESS_AFTER_MONTHS", raising=False)
+    assert settings.compress_after_months() == 0  # every month compressed
+    monkeypatch.setenv("BANGKOK_COMPRESS_AFTER_MONTHS", " OFF ")
+    assert settings.compress_after_months() is None
+    monkeypatch.setenv("BANGKOK_COMPRESS_AFTER_MONTHS", "2")
+    assert settings.compress_after_months() == 2
 
 
 def _python(code: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -89,11 +89,12 @@ def home(tmp_path_factory: pytest.TempPathFactory, tiny_source: Path) -> Iterato
 
 
 def _month_state(url: str) -> tuple[int, int, str]:
-    """The live partition's oid (a swap replaces it), its rows, and the last committed load."""
+    """The live partition's oid (a swap replaces it; the default policy loads the month
+    compressed), its readings, and the last committed load."""
     with psycopg.connect(url) as conn:
         row = conn.execute(
-            "SELECT 'partitions.sensor_readings_rows_y2019m02'::regclass::oid::bigint, "
-            "(SELECT count(*) FROM partitions.sensor_readings_rows_y2019m02), "
+            "SELECT 'partitions.sensor_readings_days_y2019m02'::regclass::oid::bigint, "
+            "(SELECT sum(n) FROM partitions.sensor_readings_days_y2019m02), "
             "(SELECT run_id FROM load_log WHERE to_char(month, 'YYYY-MM') = %s "
             "AND status = 'succeeded' ORDER BY load_id DESC LIMIT 1)",
             (MONTH,),
@@ -203,7 +204,7 @@ def _swap_held(home: Home) -> Iterator[None]:
     """A reader of the month: the load's swap (DETACH) waits for it, its new tables built."""
     reader = psycopg.connect(home.url)
     try:
-        reader.execute("SELECT count(*) FROM partitions.sensor_readings_rows_y2019m02").fetchone()
+        reader.execute("SELECT count(*) FROM partitions.sensor_readings_days_y2019m02").fetchone()
         yield
     finally:
         reader.close()  # rolls back; also when the server is gone

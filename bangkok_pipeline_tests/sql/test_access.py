@@ -192,6 +192,9 @@ def world(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             new_database(server_url, migrate=True) as url,
         ):
             patch.setenv("BANGKOK_HOME", str(tmp_path_factory.mktemp("home")))
+            # The month as rows: these tests name its partitions; the compressed tier's access
+            # is tested in warehouse/test_compression.py.
+            patch.setenv("BANGKOK_COMPRESS_AFTER_MONTHS", "off")
             with psycopg.connect(url, autocommit=True) as conn:
                 loader = access.create_login(
                     conn, logins[0], access.LOADER_ROLE, act_as_member=True

@@ -91,5 +91,7 @@ CREATE POLICY api_read ON sensor_readings_days FOR SELECT TO bangkok_api
     USING (get_bit((SELECT private.visible_sensor_mask()), sensor_id) <> 0);
 GRANT SELECT ON sensor_readings, sensor_readings_days, hourly_sensor_stats_compressed
     TO bangkok_api;
+-- The loader's asset checks read the computed hours (its reads of the other views come from 0004).
+GRANT SELECT ON hourly_sensor_stats_compressed TO bangkok_loader;
 
 SELECT private.seal_api_roles();

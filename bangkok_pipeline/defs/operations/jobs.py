@@ -85,7 +85,7 @@ def retention_job() -> None:
 def apply_compression(context: dg.OpExecutionContext, database: PostgresResource) -> None:
     keep_as_rows = settings.compress_after_months()
     if keep_as_rows is None:
-        context.log.info("no compression policy (BANGKOK_COMPRESS_AFTER_MONTHS unset): nothing")
+        context.log.info("no compression policy (BANGKOK_COMPRESS_AFTER_MONTHS=off): nothing")
         return
     with database.connection(autocommit=True) as conn:
         months = compression.cold_months(conn, keep_as_rows)
@@ -118,7 +118,7 @@ def apply_compression(context: dg.OpExecutionContext, database: PostgresResource
     name="compression",
     description="Compress the months older than the newest BANGKOK_COMPRESS_AFTER_MONTHS with "
     "readings (one row per sensor and Bangkok day, checked reading for reading before the swap); "
-    "months compressed already are left alone. Does nothing without a policy.",
+    "months compressed already are left alone. Does nothing with the policy off.",
 )
 def compression_job() -> None:
     apply_compression()

@@ -32,5 +32,5 @@ compression_schedule = dg.ScheduleDefinition(
     cron_schedule="0 4 * * *",
     execution_timezone="Asia/Bangkok",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Daily compression: a no-op unless BANGKOK_COMPRESS_AFTER_MONTHS is set.",
+    description="Daily compression by BANGKOK_COMPRESS_AFTER_MONTHS (a no-op when off).",
 )

@@ -102,7 +102,7 @@ def test_compression_job_applies_the_policy_and_records_each_month(
             before = database_fingerprints(conn, sql.Identifier("sensor_readings"))
         resources = {"database": PostgresResource(database_url=url)}
 
-        monkeypatch.delenv("BANGKOK_COMPRESS_AFTER_MONTHS", raising=False)
+        monkeypatch.setenv("BANGKOK_COMPRESS_AFTER_MONTHS", "off")
         quiet = compression_job.execute_in_process(
             resources=resources, instance=dg.DagsterInstance.ephemeral()
         )
