@@ -24,6 +24,20 @@ BLOCK_ROWS = 512  # rows per block of the per-slot computations (~3 MB per array
 _KEY = 1_000_000  # sensor_id * _KEY + day: one integer per (sensor, day)
 
 
+HOURS = 24
+
+
+@dataclass(frozen=True)
+class Hours:
+    """Per row and hour of the day: readings, min, max and sum (min/max/sum mean nothing where
+    n is 0)."""
+
+    n: np.ndarray  # int16 [rows, HOURS]
+    low: np.ndarray  # float32
+    high: np.ndarray  # float32
+    total: np.ndarray  # float64
+
+
 @dataclass
 class DayMatrix:
     sensor_ids: np.ndarray  # int16, one per row
@@ -59,6 +73,17 @@ class DayMatrix:
                 "max_value": np.concatenate(high) if high else np.zeros(0, np.float32),
                 "sum_value": np.concatenate(total) if total else np.zeros(0),
             }
+        )
+
+    def hours(self, rows: slice = slice(None)) -> Hours:
+        """The hourly summaries of `rows` (slot i is in hour i // 60)."""
+        present = self.present[rows].reshape(-1, HOURS, SLOTS // HOURS)
+        values = self.values[rows].reshape(-1, HOURS, SLOTS // HOURS)
+        return Hours(
+            present.sum(axis=2).astype(np.int16),
+            np.where(present, values, np.inf).min(axis=2).astype(np.float32),
+            np.where(present, values, -np.inf).max(axis=2).astype(np.float32),
+            np.where(present, values, 0).astype(np.float64).sum(axis=2),
         )
 
     def minutes(self, rows: slice = slice(None)) -> np.ndarray:

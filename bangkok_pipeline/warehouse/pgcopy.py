@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import polars as pl
 
-from bangkok_pipeline.transform.days import SLOTS, DayMatrix
+from bangkok_pipeline.transform.days import DayMatrix
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 TRAILER = (-1).to_bytes(2, "big", signed=True)
@@ -72,7 +72,7 @@ def decode_pairs(sensor_id: int, pairs: bytes) -> pl.DataFrame:
     ).with_columns(pl.col("ts").dt.convert_time_zone("Asia/Bangkok"))
 
 
-# A row of sensor_readings_days up to its vals: (sensor_id, day, n, min, max, sum, len(vals)).
+# A row of sensor_readings_days up to its arrays: (sensor_id, day, n, min, max, sum).
 _DAY_PREFIX = np.dtype(
     [
         ("fields", ">i2"),
@@ -88,7 +88,11 @@ _DAY_PREFIX = np.dtype(
         ("max_value", ">f4"),
         ("sum_len", ">i4"),
         ("sum_value", ">f8"),
-        ("vals_len", ">i4"),
+    ]
+)
+_ARRAY_HEADER = np.dtype(
+    [
+        ("length", ">i4"),  # of the field: the array's bytes after this word
         ("ndim", ">i4"),
         ("has_nulls", ">i4"),
         ("element_type", ">i4"),
@@ -96,48 +100,72 @@ _DAY_PREFIX = np.dtype(
         ("lower_bound", ">i4"),
     ]
 )
-_ARRAY_HEADER_BYTES = 20  # ndim, has_nulls, element_type, dim, lower_bound
+_INT2_OID, _FLOAT8_OID = 21, 701
+
+
+def _arrays(values: np.ndarray, present: np.ndarray, oid: int) -> list[bytes]:
+    """Each row of `values` (a big-endian dtype) as a one-dimensional array field of a binary
+    COPY tuple: its length word, then the array in send format (`array_send`), NULL where not
+    `present`."""
+    rows, size = present.shape
+    width = values.dtype.itemsize
+    header = np.zeros(rows, dtype=_ARRAY_HEADER)
+    header["length"] = 20 + 4 * size + width * present.sum(axis=1)
+    header["ndim"], header["element_type"], header["dim"], header["lower_bound"] = 1, oid, size, 1
+    header["has_nulls"] = (~present).any(axis=1)
+    lengths = np.where(present, width, -1).astype(">i4")
+    cell = np.dtype([("length", ">i4"), ("value", values.dtype)])
+    cells = np.empty((rows, size), dtype=cell)
+    cells["length"], cells["value"] = lengths, values
+    raw = cells.view(np.uint8).reshape(rows, size, 4 + width)
+    keep = np.ones((rows, size, 4 + width), dtype=bool)
+    keep[:, :, 4:] = present[:, :, None]  # a NULL is its length word only
+    flat = raw[keep].tobytes()
+    out, start = [], 0
+    for row in range(rows):
+        end = start + int(header["length"][row]) - 20
+        out.append(header[row].tobytes() + flat[start:end])
+        start = end
+    return out
 
 
 def encode_days(matrix: DayMatrix) -> Iterator[tuple[bytes, str]]:
     """Each row of the matrix as a binary COPY tuple of sensor_readings_days (without header or
-    trailer), with the md5 of its vals exactly as the server's `array_send(vals)` gives it."""
+    trailer), with the md5 of its arrays exactly as the server's `array_send` gives them
+    (`select_day_digests.sql`)."""
     summaries = matrix.summaries()
     prefix = np.empty(matrix.rows, dtype=_DAY_PREFIX)
-    words = SLOTS + matrix.present.sum(axis=1)  # per slot its length word, a value word if present
     for name, length in (("sensor", 2), ("day", 4), ("n", 2), ("min", 4), ("max", 4), ("sum", 8)):
         prefix[f"{name}_len"] = length
-    prefix["fields"] = 7
+    prefix["fields"] = 11
     prefix["sensor_id"] = matrix.sensor_ids
     prefix["day"] = matrix.days - _POSTGRES_EPOCH_DAYS
     prefix["n"] = summaries["n"].to_numpy()
     prefix["min_value"] = summaries["min_value"].to_numpy()
     prefix["max_value"] = summaries["max_value"].to_numpy()
     prefix["sum_value"] = summaries["sum_value"].to_numpy()
-    prefix["vals_len"] = _ARRAY_HEADER_BYTES + 4 * words
-    prefix["ndim"] = 1
-    prefix["has_nulls"] = (~matrix.present).any(axis=1)
-    prefix["element_type"] = _FLOAT4_OID
-    prefix["dim"] = SLOTS
-    prefix["lower_bound"] = 1
-    header_at = _DAY_PREFIX.itemsize - _ARRAY_HEADER_BYTES
-    for rows in matrix.blocks():  # a block at a time: ~6 MB of elements, not the month's 80 MB
+    for rows in matrix.blocks():  # a block at a time: a few MB, not the month's 80 MB
         present = matrix.present[rows]
-        elements = np.empty((present.shape[0], SLOTS, 2), dtype=">i4")
-        elements[:, :, 0] = np.where(present, 4, -1)
-        elements[:, :, 1] = matrix.values[rows].astype(">f4").view(">i4")
-        flat = elements[np.stack([np.ones_like(present), present], axis=2)].tobytes()
-        start = 0
-        for row in range(rows.start, rows.stop):
-            head = prefix[row].tobytes()
-            body = flat[start : start + 4 * int(words[row])]
-            start += len(body)
-            yield head + body, hashlib.md5(head[header_at:] + body).hexdigest()
+        hours = matrix.hours(rows)
+        filled = hours.n > 0
+        fields = zip(
+            _arrays(matrix.values[rows].astype(">f4"), present, _FLOAT4_OID),
+            _arrays(hours.n.astype(">i2"), np.ones_like(filled), _INT2_OID),
+            _arrays(hours.low.astype(">f4"), filled, _FLOAT4_OID),
+            _arrays(hours.high.astype(">f4"), filled, _FLOAT4_OID),
+            _arrays(hours.total.astype(">f8"), filled, _FLOAT8_OID),
+            strict=True,
+        )
+        for row, arrays in zip(range(rows.start, rows.stop), fields, strict=True):
+            sent = hashlib.md5()
+            for array in arrays:
+                sent.update(array[4:])  # the array without the field's length word
+            yield prefix[row].tobytes() + b"".join(arrays), sent.hexdigest()
 
 
 def copy_days_stream(matrix: DayMatrix, digests: list[str]) -> Iterator[bytes]:
-    """A complete binary COPY stream of the matrix's day rows; appends each row's vals md5 to
-    `digests` as it goes."""
+    """A complete binary COPY stream of the matrix's day rows; appends each row's md5 of its
+    arrays to `digests` as it goes."""
     yield HEADER
     for tuple_bytes, digest in encode_days(matrix):
         digests.append(digest)

@@ -80,16 +80,25 @@ def test_slots_are_bangkok_minutes_and_summaries_match_the_frame() -> None:
     ]
 
 
-def test_encoded_rows_are_binary_copy_tuples_with_float4_arrays() -> None:
+def test_encoded_rows_are_binary_copy_tuples_with_the_slots_and_hour_arrays() -> None:
     matrix = day_matrix([_readings()])
     encoded = list(encode_days(matrix))
     assert len(encoded) == matrix.rows
+    hours = matrix.hours()
     for row, (data, _digest) in enumerate(encoded):
-        assert struct.unpack_from(">h", data)[0] == 7  # fields
-        # The last field: the array, its length word then ndim, has-nulls, float4, 1440 from 1.
-        header_at = 2 + (4 + 2) + (4 + 4) + (4 + 2) + (4 + 4) * 2 + (4 + 8)
-        length, ndim, nulls, oid, dim, low = struct.unpack_from(">iiiiii", data, header_at)
-        assert (ndim, oid, dim, low) == (1, 700, SLOTS, 1)
-        assert nulls == int(not matrix.present[row].all())
-        assert length == len(data) - header_at - 4
-        assert length == 20 + 4 * (SLOTS + int(matrix.present[row].sum()))
+        assert struct.unpack_from(">h", data)[0] == 11  # fields
+        at = 2 + (4 + 2) + (4 + 4) + (4 + 2) + (4 + 4) * 2 + (4 + 8)  # the six scalars
+        arrays = []
+        for _ in range(5):  # vals, hour_n, hour_min, hour_max, hour_sum
+            length, ndim, nulls, oid, dim, low = struct.unpack_from(">iiiiii", data, at)
+            arrays.append((ndim, nulls, oid, dim, low, length))
+            at += 4 + length
+        assert at == len(data)
+        filled = int((hours.n[row] > 0).sum())
+        present = int(matrix.present[row].sum())
+        assert arrays[0] == (1, int(present < SLOTS), 700, SLOTS, 1, 20 + 4 * (SLOTS + present))
+        assert arrays[1] == (1, 0, 21, 24, 1, 20 + 24 * (4 + 2))
+        assert arrays[2] == (1, int(filled < 24), 700, 24, 1, 20 + 4 * 24 + 4 * filled)
+        assert arrays[4] == (1, int(filled < 24), 701, 24, 1, 20 + 4 * 24 + 8 * filled)
+    # Sensor 3's first day has no reading from 10:00 to 10:59 (slots 600-659): hour 10 is empty.
+    assert hours.n[0, 10] == 0 and hours.n[0, 9] == 60 and hours.n.sum() == matrix.readings
