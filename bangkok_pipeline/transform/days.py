@@ -133,12 +133,13 @@ class DayMatrix:
         return [found[s] for s in sorted(found)]
 
 
-def day_matrix(batches: Iterable[pl.DataFrame]) -> DayMatrix:
+def day_matrix(batches: Iterable[pl.DataFrame], capacity: int = 0) -> DayMatrix:
     """The day rows of (ts, sensor_id, value) readings, at most one per (sensor, ts), in the
-    order of their first reading."""
+    order of their first reading. `capacity`: the rows expected (sensors x days), allocated at
+    once so that the matrix need not grow (growing briefly holds it twice)."""
     rows: dict[tuple[int, int], int] = {}
-    values = np.zeros((0, SLOTS), dtype=np.float32)
-    present = np.zeros((0, SLOTS), dtype=bool)
+    values = np.zeros((capacity, SLOTS), dtype=np.float32)
+    present = np.zeros((capacity, SLOTS), dtype=bool)
     for batch in batches:
         if not batch.height:
             continue

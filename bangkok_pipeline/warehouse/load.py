@@ -188,7 +188,7 @@ class MonthLoader:
         """The month straight into the compressed tier: day rows built in numpy and COPYed,
         never a row per reading. The database's figures are the day matrix's, once the server
         shows it stores exactly the bytes sent (the md5 of every row's vals)."""
-        matrix = day_matrix(self.batches())
+        matrix = day_matrix(self.batches(), self.fingerprints.height * self.month.minutes // 1440)
         with self.conn.transaction():
             days = partitions.create_staging(self.conn, DAYS, self.month, self.token)
             partitions.create_staging(self.conn, DAILY, self.month, self.token)
