@@ -33,7 +33,7 @@ from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools import api_bench
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.transform.layers import run_layers
-from bangkok_pipeline.warehouse import access
+from bangkok_pipeline.warehouse import access, compression, quality
 from bangkok_pipeline.warehouse.ingest import load_month
 from bangkok_pipeline_tests.conftest import new_database
 
@@ -264,6 +264,33 @@ def test_another_loader_login_replaces_the_month(world: World) -> None:
     after = world.owner("SELECT %s::regclass::oid, count(*) FROM sensor_readings", (partition,))
     assert after[0][0] != before[0][0] and after[0][1] == before[0][1]
     assert _count(world, "pro_viewer", "sensor_readings") == before[0][1]
+
+
+def test_a_loader_login_loads_the_month_compressed_and_the_checks_and_rls_hold(
+    world: World,
+) -> None:
+    """The default policy's path as a login with only bangkok_loader: the month straight into
+    the compressed tier, its ledger and aggregates checked, the same readings and hours for a
+    subscriber; then back to rows for the other tests."""
+    month = Month.parse(MONTH)
+    hours = "SELECT bucket, sensor_id, readings, min_value, max_value FROM hourly_aggregates"
+    before = (_count(world, "pro_viewer", "sensor_readings"), world.run("pro_viewer", hours))
+    with psycopg.connect(world.loader.url(world.url), autocommit=True) as conn:
+        loaded = load_month(
+            conn,
+            run_layers(month, "compressed-loader", published_fallback=True),
+            keep_as_rows=0,
+        )
+        assert loaded.compressed and compression.tiers(conn) == {month: "compressed"}
+        try:
+            assert quality.reconcile_live(conn, month, "compressed-loader") == []
+            assert quality.aggregate_mismatches(conn, month) == []
+            after = (_count(world, "pro_viewer", "sensor_readings"), world.run("pro_viewer", hours))
+            assert after[0] == before[0] > 0
+            assert sorted(after[1]) == sorted(before[1])
+        finally:
+            compression.decompress(conn, [month])
+    assert world.owner("SELECT count(*) FROM sensor_readings_days") == [(0,)]
 
 
 def test_professional_sees_the_whole_building_and_the_api_serves_it(world: World) -> None:

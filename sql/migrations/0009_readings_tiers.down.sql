@@ -25,6 +25,7 @@ SELECT h.bucket, h.sensor_id, s.floor, s.zone, s.channel, s.kind, s.unit,
 FROM hourly_sensor_stats AS h
 JOIN sensors AS s USING (sensor_id);
 DROP VIEW hourly_sensor_stats_compressed;
+REVOKE SELECT ON archived_months FROM bangkok_loader;
 DROP VIEW sensor_readings;
 DROP TABLE sensor_readings_days;
 

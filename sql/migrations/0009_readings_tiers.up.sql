@@ -95,7 +95,8 @@ CREATE POLICY api_read ON sensor_readings_days FOR SELECT TO bangkok_api
     USING (get_bit((SELECT private.visible_sensor_mask()), sensor_id) <> 0);
 GRANT SELECT ON sensor_readings, sensor_readings_days, hourly_sensor_stats_compressed
     TO bangkok_api;
--- The loader's asset checks read the computed hours (its reads of the other views come from 0004).
-GRANT SELECT ON hourly_sensor_stats_compressed TO bangkok_loader;
+-- The loader's asset checks read the hours of compressed months (its reads of the other views come
+-- from 0004), and compress / decompress refuse archived months, which it must see to do so.
+GRANT SELECT ON hourly_sensor_stats_compressed, archived_months TO bangkok_loader;
 
 SELECT private.seal_api_roles();
