@@ -2,8 +2,9 @@
 
 A month is in one of two tiers: rows (`sensor_readings_rows`, one row a reading, ~44 bytes) or
 compressed (`sensor_readings_days`: the day's 1,440 minute slots in a `real[]` that TOAST
-compresses, with count, min, max and sum beside it). The view `sensor_readings` shows both, so
-readers see the same readings whatever the tier.
+compresses, with count, min, max and sum beside it, and the same four for each of its 24 hours,
+which stand in for the month's hourly partition). The view `sensor_readings` shows both tiers,
+`hourly_aggregates` both kinds of hours, so readers see the same whatever the tier.
 
 Compress and decompress are swaps like a load: under the month's lock, in one transaction, the
 other tier's partition is built from the month's partition, checked reading for reading (per
@@ -154,7 +155,7 @@ def copy_days(
     conn: psycopg.Connection, target: sql.Identifier, matrix: DayMatrix
 ) -> list[tuple[int, date]]:
     """Binary COPY of the matrix's day rows into a compressed staging table; returns the
-    (sensor, day) rows whose stored vals differ from those sent (none, unless something between
+    (sensor, day) rows whose stored arrays differ from those sent (none, unless something between
     here and the disk changed them)."""
     sent: list[str] = []
     with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(target)) as copy:
@@ -216,7 +217,7 @@ def _same_readings(
 
 def _move(conn: psycopg.Connection, month: Month, to: str) -> TierChange | None:
     """Move one month to tier `to` under its lock; None if it is there already. A compressed
-    month has no hourly partition (its hourly statistics are computed from its days), so
+    month has no hourly partition (its day rows carry hourly summaries), so
     decompressing builds one, with the daily statistics, from the new rows."""
     started = time.perf_counter()
     drop: tuple[PartitionedTable, ...]

@@ -11,7 +11,7 @@ tables (quarantine, coverage, gaps, and each sensor's last reading for the query
 A month the compression policy calls cold (or one compressed now) goes straight into the
 compressed tier: its day rows are built in numpy (`transform.days`) and COPYed, with the daily
 statistics from their summaries and no hourly partition (`compression.py`); the server's md5 of
-every row's vals proves it stores exactly the bytes sent, so the figures reconciled are those of
+every row's arrays proves it stores exactly the bytes sent, so the figures reconciled are those of
 the day matrix. A crash before that transaction leaves the old month untouched and at most some
 unattached tables, which the next load of the month drops. The month lock (`month_lock`) keeps
 two loads apart.
@@ -187,7 +187,7 @@ class MonthLoader:
     def _build_compressed(self) -> int:
         """The month straight into the compressed tier: day rows built in numpy and COPYed,
         never a row per reading. The database's figures are the day matrix's, once the server
-        shows it stores exactly the bytes sent (the md5 of every row's vals)."""
+        shows it stores exactly the bytes sent (the md5 of every row's arrays)."""
         matrix = day_matrix(self.batches(), self.fingerprints.height * self.month.minutes // 1440)
         with self.conn.transaction():
             days = partitions.create_staging(self.conn, DAYS, self.month, self.token)
@@ -267,7 +267,7 @@ class MonthLoader:
             try:
                 with self.conn.transaction():
                     self.conn.execute("SET LOCAL lock_timeout = '5s'")
-                    if self.compressed:  # its hourly statistics are computed from the days
+                    if self.compressed:  # its hours are in the day rows' hourly summaries
                         partitions.detach_and_drop(self.conn, READINGS, self.month)
                         partitions.detach_and_drop(self.conn, HOURLY, self.month)
                     for table in (DAYS, DAILY) if self.compressed else TABLES:
