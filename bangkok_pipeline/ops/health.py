@@ -399,7 +399,7 @@ def _partitions(conn: psycopg.Connection, digests: dict[str, str] | None) -> Fin
         for m in readings | {m for m, dropped in archived.items() if not dropped}
         if m not in found.months(DAILY.parent)
         or (m not in found.months(HOURLY.parent) and m not in found.months(DAYS.parent))
-    )  # a compressed month's hours are computed from its days
+    )  # a compressed month's hours are its day rows' hourly summaries
     holes = maintenance.gaps(conn, found)
     details = {
         "attached_months": _keys(sorted(readings)),

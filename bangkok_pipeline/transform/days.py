@@ -18,13 +18,11 @@ import polars as pl
 from bangkok_pipeline.transform.fingerprint import MINUTE_MOD, MULTIPLIER
 
 SLOTS = 1440
+HOURS = 24
 BANGKOK_OFFSET_MINUTES = 7 * 60
 _EPOCH = date(1970, 1, 1)
 BLOCK_ROWS = 512  # rows per block of the per-slot computations (~3 MB per array)
 _KEY = 1_000_000  # sensor_id * _KEY + day: one integer per (sensor, day)
-
-
-HOURS = 24
 
 
 @dataclass(frozen=True)
@@ -60,10 +58,10 @@ class DayMatrix:
         """sensor_id, day, n, min_value, max_value, sum_value of every row."""
         low, high, total = [], [], []
         for rows in self.blocks():
-            present, values = self.present[rows], self.values[rows]
-            low.append(np.where(present, values, np.inf).min(axis=1).astype(np.float32))
-            high.append(np.where(present, values, -np.inf).max(axis=1).astype(np.float32))
-            total.append(np.where(present, values, 0).astype(np.float64).sum(axis=1))
+            _, block_low, block_high, block_total = _stats(self.present[rows], self.values[rows])
+            low.append(block_low)
+            high.append(block_high)
+            total.append(block_total)
         return pl.DataFrame(
             {
                 "sensor_id": self.sensor_ids,
@@ -77,14 +75,8 @@ class DayMatrix:
 
     def hours(self, rows: slice = slice(None)) -> Hours:
         """The hourly summaries of `rows` (slot i is in hour i // 60)."""
-        present = self.present[rows].reshape(-1, HOURS, SLOTS // HOURS)
-        values = self.values[rows].reshape(-1, HOURS, SLOTS // HOURS)
-        return Hours(
-            present.sum(axis=2).astype(np.int16),
-            np.where(present, values, np.inf).min(axis=2).astype(np.float32),
-            np.where(present, values, -np.inf).max(axis=2).astype(np.float32),
-            np.where(present, values, 0).astype(np.float64).sum(axis=2),
-        )
+        shape = (-1, HOURS, SLOTS // HOURS)
+        return Hours(*_stats(self.present[rows].reshape(shape), self.values[rows].reshape(shape)))
 
     def minutes(self, rows: slice = slice(None)) -> np.ndarray:
         """Unix minute of every slot of `rows`, [rows, SLOTS] int64."""
@@ -123,14 +115,27 @@ class DayMatrix:
     def latest(self) -> list[tuple[int, datetime, float]]:
         """Each sensor's last reading: (sensor_id, ts, value), by sensor."""
         found: dict[int, tuple[int, datetime, float]] = {}
-        minutes = self.minutes()
         for row in np.flatnonzero(self.present.any(axis=1)):
             sensor = int(self.sensor_ids[row])
             slot = int(np.flatnonzero(self.present[row])[-1])
-            ts = datetime.fromtimestamp(int(minutes[row, slot]) * 60, UTC)
+            minute = int(self.days[row]) * SLOTS - BANGKOK_OFFSET_MINUTES + slot
+            ts = datetime.fromtimestamp(minute * 60, UTC)
             if sensor not in found or found[sensor][1] < ts:
                 found[sensor] = (sensor, ts, float(self.values[row, slot]))
         return [found[s] for s in sorted(found)]
+
+
+def _stats(
+    present: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Count (int16), min, max (float32) and sum (float64) of the present values along the
+    last axis; min, max and sum mean nothing where the count is 0."""
+    return (
+        present.sum(axis=-1).astype(np.int16),
+        np.where(present, values, np.inf).min(axis=-1).astype(np.float32),
+        np.where(present, values, -np.inf).max(axis=-1).astype(np.float32),
+        np.where(present, values, 0).astype(np.float64).sum(axis=-1),
+    )
 
 
 def day_matrix(batches: Iterable[pl.DataFrame], capacity: int = 0) -> DayMatrix:

@@ -100,7 +100,9 @@ _ARRAY_HEADER = np.dtype(
         ("lower_bound", ">i4"),
     ]
 )
+_ARRAY_HEADER_BYTES = _ARRAY_HEADER.itemsize - 4  # after the field's length word
 _INT2_OID, _FLOAT8_OID = 21, 701
+_DAY_FIELDS = 11  # sensor_id, day, n, min, max, sum, vals, hour_n, hour_min, hour_max, hour_sum
 
 
 def _arrays(values: np.ndarray, present: np.ndarray, oid: int) -> list[bytes]:
@@ -110,7 +112,7 @@ def _arrays(values: np.ndarray, present: np.ndarray, oid: int) -> list[bytes]:
     rows, size = present.shape
     width = values.dtype.itemsize
     header = np.zeros(rows, dtype=_ARRAY_HEADER)
-    header["length"] = 20 + 4 * size + width * present.sum(axis=1)
+    header["length"] = _ARRAY_HEADER_BYTES + 4 * size + width * present.sum(axis=1)
     header["ndim"], header["element_type"], header["dim"], header["lower_bound"] = 1, oid, size, 1
     header["has_nulls"] = (~present).any(axis=1)
     lengths = np.where(present, width, -1).astype(">i4")
@@ -123,7 +125,7 @@ def _arrays(values: np.ndarray, present: np.ndarray, oid: int) -> list[bytes]:
     flat = raw[keep].tobytes()
     out, start = [], 0
     for row in range(rows):
-        end = start + int(header["length"][row]) - 20
+        end = start + int(header["length"][row]) - _ARRAY_HEADER_BYTES
         out.append(header[row].tobytes() + flat[start:end])
         start = end
     return out
@@ -137,7 +139,7 @@ def encode_days(matrix: DayMatrix) -> Iterator[tuple[bytes, str]]:
     prefix = np.empty(matrix.rows, dtype=_DAY_PREFIX)
     for name, length in (("sensor", 2), ("day", 4), ("n", 2), ("min", 4), ("max", 4), ("sum", 8)):
         prefix[f"{name}_len"] = length
-    prefix["fields"] = 11
+    prefix["fields"] = _DAY_FIELDS
     prefix["sensor_id"] = matrix.sensor_ids
     prefix["day"] = matrix.days - _POSTGRES_EPOCH_DAYS
     prefix["n"] = summaries["n"].to_numpy()

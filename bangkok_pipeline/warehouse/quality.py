@@ -80,7 +80,7 @@ def aggregate_mismatches(
 ) -> list[tuple[str, int, str]]:
     """(grain, sensor, bucket) of stored aggregates that differ from a recomputation from raw."""
     hourly: sql.Composable = _partition(HOURLY.name(month))
-    if partitions.attached(conn, DAYS, month):  # hours computed from the days, not stored
+    if partitions.attached(conn, DAYS, month):  # its hours: the day rows' hourly summaries
         low, high = month.bounds
         hourly = sql.SQL("public.hourly_stats_between({}, {})").format(
             sql.Literal(low), sql.Literal(high)
