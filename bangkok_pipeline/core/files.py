@@ -2,6 +2,7 @@
 one, and a failure leaves nothing behind. What the project writes under BANGKOK_HOME is private
 (folders 0700)."""
 
+import fcntl
 import os
 import shutil
 import uuid
@@ -73,3 +74,15 @@ def replace_dir(target: Path, source: Path) -> None:
         os.rename(target, old)
     os.rename(source, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file` (created if missing) against other processes; the
+    kernel releases it if the holder dies, so a crash never leaves it held."""
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

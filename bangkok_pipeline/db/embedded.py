@@ -6,7 +6,6 @@ Processes coordinate through an exclusive file lock around start and stop; the s
 outlives the process that started it and is reused by the next one.
 """
 
-import fcntl
 import hashlib
 import importlib.util
 import os
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+from bangkok_pipeline.core.files import exclusive
 
 
 def _bin_path() -> Path:
@@ -107,12 +108,8 @@ class EmbeddedServer:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         self.home.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_file, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with exclusive(self._lock_file):
+            yield
 
     def _run_as(self) -> str | None:
         """PostgreSQL refuses to run as root: as root, run it as a dedicated system user."""

@@ -44,6 +44,9 @@ COMPRESSED_DATABASE = "bangkok_bench_compressed"
 # Processes parsing and validating ahead of the loader: two keep both cores busy while the
 # loader and the server take their ~3 s a month (one left a core idle part of the time).
 PARSERS = 2
+# Polars threads per process of the compressed phase: the processes share the cores already,
+# and more threads each only add contention and allocator arenas (peak RSS).
+POLARS_THREADS = 1
 
 
 def _peak_rss_mb() -> float:
@@ -172,14 +175,20 @@ def compressed(url: str, months: list[str]) -> dict[str, float]:
 
 
 def _child(phase: str, url: str, months: list[str], source: Path) -> dict[str, float]:
-    output = subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "bangkok_pipeline.devtools.bench", phase, url, *months],
-        check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, "DATABASE_URL": url, "CUBEMS_SOURCE_DIR": str(source)},
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+        env={
+            **os.environ,
+            "DATABASE_URL": url,
+            "CUBEMS_SOURCE_DIR": str(source),
+            **({"POLARS_MAX_THREADS": str(POLARS_THREADS)} if phase == "compressed" else {}),
+        },
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench phase {phase} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _scratch_database(server_url: str, name: str) -> str:

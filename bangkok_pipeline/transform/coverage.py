@@ -9,11 +9,12 @@ from datetime import timedelta
 import polars as pl
 
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.transform.validation import TIME_ZONE, TS_DTYPE
 
 GAPS_SCHEMA = {
     "sensor_id": pl.Int16,
-    "gap_start": pl.Datetime("us", "Asia/Bangkok"),
-    "gap_end": pl.Datetime("us", "Asia/Bangkok"),
+    "gap_start": TS_DTYPE,
+    "gap_end": TS_DTYPE,
     "minutes": pl.Int32,
 }
 
@@ -21,31 +22,40 @@ GAPS_SCHEMA = {
 def gap_segments(readings: pl.DataFrame, sensor_ids: list[int], month: Month) -> pl.DataFrame:
     """[gap_start, gap_end) of every run of missing minutes, per sensor, within the month.
 
-    `readings` (ts, sensor_id) must be sorted by sensor then time; sensors in `sensor_ids`
-    without any reading get one gap spanning the month.
+    `readings` (ts, sensor_id) must be sorted by sensor then time, one row per sensor-minute;
+    sensors in `sensor_ids` without any reading get one gap spanning the month. One pass over
+    neighbouring rows: no sort and no window over the month.
     """
     low, high = month.bounds
     minute = timedelta(minutes=1)
+    sensor, ts = pl.col("sensor_id"), pl.col("ts")
+    first = sensor != sensor.shift(1, fill_value=-1)
+    last = sensor != sensor.shift(-1, fill_value=-1)
     frame = readings.select("sensor_id", "ts")
-    edges = pl.DataFrame(
-        {
-            "sensor_id": pl.Series(sensor_ids * 2, dtype=pl.Int16),
-            "ts": pl.Series([low - minute] * len(sensor_ids) + [high] * len(sensor_ids)),
-        }
-    ).with_columns(pl.col("ts").dt.convert_time_zone("Asia/Bangkok"))
-    ordered = pl.concat([frame, edges.cast(frame.schema)]).sort("sensor_id", "ts")
-    previous = pl.col("ts").shift(1).over("sensor_id")
-    gaps = ordered.with_columns(gap_start=previous + minute, gap_end=pl.col("ts")).filter(
-        pl.col("gap_start").is_not_null() & (pl.col("gap_end") > pl.col("gap_start"))
+    month_start = pl.lit(low).dt.convert_time_zone(TIME_ZONE)
+    month_end = pl.lit(high).dt.convert_time_zone(TIME_ZONE)
+    inside = frame.select(
+        "sensor_id", (ts.shift(1) + minute).alias("gap_start"), ts.alias("gap_end")
+    ).filter(~first & (pl.col("gap_end") > pl.col("gap_start")))
+    before = frame.filter(first & (ts > month_start)).select(
+        "sensor_id", month_start.alias("gap_start"), ts.alias("gap_end")
     )
-    return gaps.select(
-        "sensor_id",
-        "gap_start",
-        "gap_end",
-        ((pl.col("gap_end") - pl.col("gap_start")).dt.total_minutes())
-        .cast(pl.Int32)
-        .alias("minutes"),
-    ).cast(GAPS_SCHEMA)  # type: ignore[arg-type]
+    after = frame.filter(last & (ts + minute < month_end)).select(
+        "sensor_id", (ts + minute).alias("gap_start"), month_end.alias("gap_end")
+    )
+    present = set(frame.get_column("sensor_id").unique().to_list())
+    absent = pl.DataFrame(
+        {"sensor_id": [s for s in sensor_ids if s not in present]}, schema={"sensor_id": pl.Int16}
+    ).select("sensor_id", month_start.alias("gap_start"), month_end.alias("gap_end"))
+    bounds = {"sensor_id": pl.Int16, "gap_start": TS_DTYPE, "gap_end": TS_DTYPE}
+    gaps = pl.concat([g.cast(bounds) for g in (inside, before, after, absent)])  # type: ignore[arg-type]
+    return (
+        gaps.with_columns(
+            (pl.col("gap_end") - pl.col("gap_start")).dt.total_minutes().alias("minutes")
+        )
+        .sort("sensor_id", "gap_start")
+        .cast(GAPS_SCHEMA)  # type: ignore[arg-type]
+    )
 
 
 def coverage_summary(

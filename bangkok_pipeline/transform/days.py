@@ -138,6 +138,16 @@ def _stats(
     )
 
 
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(keys, return_inverse=True)`, in one pass when `keys` are sorted already (a
+    validated layer is sorted by sensor and time)."""
+    if keys.size and np.all(keys[1:] >= keys[:-1]):
+        starts = np.flatnonzero(np.diff(keys, prepend=keys[0] - 1))
+        inverse = np.repeat(np.arange(starts.size), np.diff(starts, append=keys.size))
+        return keys[starts], inverse
+    return np.unique(keys, return_inverse=True)
+
+
 def day_matrix(batches: Iterable[pl.DataFrame], capacity: int = 0) -> DayMatrix:
     """The day rows of (ts, sensor_id, value) readings, at most one per (sensor, ts), in the
     order of their first reading. `capacity`: the rows expected (sensors x days), allocated at
@@ -151,7 +161,7 @@ def day_matrix(batches: Iterable[pl.DataFrame], capacity: int = 0) -> DayMatrix:
         minute = batch["ts"].dt.epoch("s").to_numpy() // 60 + BANGKOK_OFFSET_MINUTES
         day, slot = np.divmod(minute, SLOTS)
         keys = batch["sensor_id"].to_numpy().astype(np.int64) * _KEY + day
-        unique, inverse = np.unique(keys, return_inverse=True)
+        unique, inverse = _runs(keys)
         index = np.array(
             [rows.setdefault((int(k // _KEY), int(k % _KEY)), len(rows)) for k in unique]
         )

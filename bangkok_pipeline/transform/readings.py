@@ -38,6 +38,7 @@ READINGS_SCHEMA: dict[str, pl.DataType] = {
     "value_text": pl.String(),
 }
 _META = (LINE_NO, RAW_LINE, INCOMPLETE)
+_SUPERSEDED = "_superseded"
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,25 +165,9 @@ def long_readings(
     )
     present = pl.col("value_text") != ""
     finite = pl.col("value").is_finite().fill_null(False)
-    invalid = _cells(timed, sensor_columns, sensor_ids, present & ~finite)
-    parts.append(
-        _records(
-            invalid,
-            source_file,
-            month,
-            INVALID_NUMBER,
-            pl.col("column_name"),
-            pl.col("value_text"),
-            pl.format(
-                " column {}: '{}' is not a finite number",
-                pl.col("column_name"),
-                pl.col("value_text"),
-            ),
-        )
-    )
 
     # Only lines whose timestamp repeats can hold duplicates: resolve them on that small subset
-    # and leave the losers out when the full long frame is built, so it is built once.
+    # first, so that the long frame of every cell is built once, the losers flagged in it.
     repeated = timed.filter(pl.col("ts").is_duplicated())
     identical = identical_lines = 0
     superseded: dict[str, list[int]] = {}
@@ -212,8 +197,27 @@ def long_readings(
             )
         )
 
+    cells = _cells(timed, sensor_columns, sensor_ids, present, superseded)
+    parts.append(
+        _records(
+            cells.filter(~finite),
+            source_file,
+            month,
+            INVALID_NUMBER,
+            pl.col("column_name"),
+            pl.col("value_text"),
+            pl.format(
+                " column {}: '{}' is not a finite number",
+                pl.col("column_name"),
+                pl.col("value_text"),
+            ),
+        )
+    )
+    readings = cells.filter(finite & ~pl.col(_SUPERSEDED)).drop(_SUPERSEDED)
+    del cells
+
     return LongResult(
-        readings=_cells(timed, sensor_columns, sensor_ids, finite, superseded),
+        readings=readings,
         quarantine=pl.concat(parts, how="vertical"),
         lines=raw.height,
         cells=timed.height * len(sensor_columns),
@@ -230,16 +234,19 @@ def _cells(
     keep: pl.Expr,
     superseded: Mapping[str, list[int]] | None = None,
 ) -> pl.DataFrame:
-    """Sensor cells as long rows (`READINGS_SCHEMA`) where `keep` holds, minus `superseded` lines
-    per column; built column by column, so no unfiltered wide-to-long intermediate exists."""
+    """Sensor cells as long rows (`READINGS_SCHEMA`) where `keep` holds; built column by
+    column, so no unfiltered wide-to-long intermediate exists. With `superseded` (lines per
+    column whose cell a later line replaces), a `_superseded` column flags those cells."""
     if not sensor_columns:
-        return pl.DataFrame(schema=READINGS_SCHEMA)
+        schema = READINGS_SCHEMA | ({_SUPERSEDED: pl.Boolean()} if superseded is not None else {})
+        return pl.DataFrame(schema=schema)
     lazy = timed.lazy()
     per_column = []
     for name in sensor_columns:
-        condition = keep
-        if superseded and superseded.get(name):
-            condition = condition & ~pl.col(LINE_NO).is_in(superseded[name])
+        flag = []
+        if superseded is not None:
+            lines = superseded.get(name)
+            flag = [(pl.col(LINE_NO).is_in(lines) if lines else pl.lit(False)).alias(_SUPERSEDED)]
         per_column.append(
             lazy.select(
                 "ts",
@@ -248,7 +255,8 @@ def _cells(
                 LINE_NO,
                 pl.lit(name, pl.Categorical).alias("column_name"),
                 pl.col(name).alias("value_text"),
-            ).filter(condition)
+                *flag,
+            ).filter(keep)
         )
     # Collected per column and concatenated into one chunk: a 70-chunk frame gets copied again
     # by every later select (validation included).

@@ -170,6 +170,12 @@ def copy_days(
     return sorted(key for key in keys if expected.get(key) != found.get(key))
 
 
+def analyze_days(conn: psycopg.Connection, table: sql.Identifier) -> None:
+    """Planner statistics of a table of compressed days: its keys only (statistics of the
+    arrays would cost decompressing a sample of them, and no plan uses them)."""
+    conn.execute(sql.SQL("ANALYZE {} (sensor_id, day)").format(table))
+
+
 def aggregate_days(conn: psycopg.Connection, month: Month, token: str) -> None:
     """Fill the month's daily staging table `token` from its compressed staging table."""
     conn.execute(
@@ -232,6 +238,7 @@ def _move(conn: psycopg.Connection, month: Month, to: str) -> TierChange | None:
                 before = _bytes(conn, current)
                 staging = build_compressed(conn, month, token, current)
                 readings = _compressed_count(conn, staging)
+                analyze_days(conn, staging)
                 drop, attach = (READINGS, HOURLY), (DAYS,)
             else:
                 current = DAYS.identifier(month)
@@ -248,8 +255,8 @@ def _move(conn: psycopg.Connection, month: Month, to: str) -> TierChange | None:
                 partitions.aggregate(conn, month, token)
                 _same_readings(conn, month, decompressed(current), staging)
                 readings = _count(conn, staging)
+                conn.execute(sql.SQL("ANALYZE {}").format(staging))
                 drop, attach = (DAYS,), (READINGS, HOURLY, DAILY)
-            conn.execute(sql.SQL("ANALYZE {}").format(staging))
             _swap(conn, drop, attach, month, token)
             after = _bytes(conn, (DAYS if to == "compressed" else READINGS).identifier(month))
     return TierChange(month, to, readings, before, after, time.perf_counter() - started)

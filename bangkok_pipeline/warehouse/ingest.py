@@ -7,7 +7,7 @@
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from bangkok_pipeline.source.layout import (
     parse_column,
     parse_file_name,
 )
-from bangkok_pipeline.source.state import DirectoryState, FileState, read_file_state
+from bangkok_pipeline.source.state import DirectoryState, FileState
 from bangkok_pipeline.transform.coverage import coverage_summary, gap_segments
 from bangkok_pipeline.transform.fingerprint import frame_fingerprints
 from bangkok_pipeline.transform.layers import RunLayers, parquet_batches, read_json, write_json
@@ -158,7 +158,7 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
             if source_file.year != year:
                 continue
             try:
-                state = read_file_state(path, source_file.year)  # before reading: conservative
+                state = cache.state(path, source_file.year)  # before reading: conservative
                 source, raw = cache.month(path, state, month.key)  # the file read once a year
             except SourceError as error:
                 raise IngestError(str(error)) from None
@@ -266,19 +266,29 @@ class ValidatedMonth:
         return self.readings / self.expected_readings if self.expected_readings else 0.0
 
 
-_DAYS_PER_SLICE = 4  # a file-month is validated in ~8 slices of whole days to bound memory
+_DAYS_PER_SLICE = 8  # a file-month is validated in ~4 slices of whole days to bound memory
 
 
-def _day_slices(raw: pl.DataFrame) -> list[pl.DataFrame]:
-    """Slices of whole days; a line without a readable Date goes with the line before it.
+def _day_slices(raw: pl.DataFrame) -> Iterator[pl.DataFrame]:
+    """Slices of whole days, one at a time; a line without a readable Date goes with the line
+    before it. Zero-copy views when each slice's lines are contiguous (a file in time order).
 
     Repeated timestamps fall on the same day, so duplicate resolution stays within one slice.
     """
     date = pl.col(DATE_COLUMN)
     day = date.str.slice(8, 2).cast(pl.Int32, strict=False)
     index = pl.when(date.str.contains(r"^\d{4}-\d{2}-\d{2} ")).then(day // _DAYS_PER_SLICE)
-    keyed = raw.with_columns(index.forward_fill().backward_fill().fill_null(0).alias("_slice"))
-    return [part.drop("_slice") for part in keyed.partition_by("_slice", maintain_order=True)]
+    keys = raw.select(index.forward_fill().backward_fill().fill_null(0)).to_series()
+    runs = keys.rle()
+    values = runs.struct.field("value")
+    if values.n_unique() == len(values):  # every slice one run of lines
+        start = 0
+        for length in runs.struct.field("len"):
+            yield raw.slice(start, length)
+            start += length
+        return
+    for value in values.unique(maintain_order=True):
+        yield raw.filter(keys == value)
 
 
 @dataclass
@@ -308,9 +318,16 @@ def _validate_file(raw: pl.DataFrame, entry: dict[str, Any], month: Month) -> _F
         result.cells += long.cells
         result.empty_cells += long.empty_cells
         result.identical_duplicate_lines += long.identical_duplicate_lines
-    result.valid = pl.concat(valid_parts).sort("sensor_id", "ts")
+    result.valid = _by_sensor_and_time(pl.concat(valid_parts))
     result.quarantine = pl.concat(quarantine_parts)
     return result
+
+
+def _by_sensor_and_time(valid: pl.DataFrame) -> pl.DataFrame:
+    """`valid` sorted by sensor then time, by one integer key (several times faster than
+    sorting by the two columns)."""
+    key = pl.col("sensor_id").cast(pl.Int64) * 2**34 + pl.col("ts").dt.epoch("s")
+    return valid.sort(key)
 
 
 def validate_month(layers: RunLayers) -> ValidatedMonth:
@@ -355,6 +372,7 @@ def validate_month(layers: RunLayers) -> ValidatedMonth:
             counts["expected"] += expected
             if valid.height:
                 bounds += [valid["ts"].min(), valid["ts"].max()]
+            del checked, valid  # before the next file's frames exist
         writer.close()
         quarantine = (
             pl.concat(quarantines, how="vertical")

@@ -199,7 +199,7 @@ class MonthLoader:
                     f"{len(differ)} sensor-day(s), e.g. {differ[:5]}; nothing was swapped in"
                 )
             compression.aggregate_days(self.conn, self.month, self.token)
-            self.conn.execute(sql.SQL("ANALYZE {}").format(days))
+            compression.analyze_days(self.conn, days)
         self._database_figures = as_figures(matrix.fingerprints())
         self._latest = matrix.latest()
         return matrix.readings

@@ -28,13 +28,13 @@ def year_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _month(cache: SourceCache, path: Path, month: Month) -> tuple[FileFacts, pl.DataFrame]:
-    return cache.month(path, read_file_state(path, 2019), str(month))
+    return cache.month(path, cache.state(path, 2019), str(month))
 
 
 def test_every_month_from_the_cache_equals_a_fresh_read(year_file: Path, tmp_path: Path) -> None:
     cache = SourceCache(tmp_path / "cache")
     first_facts, first = _month(cache, year_file, MONTHS[0])
-    entries = list((tmp_path / "cache" / year_file.name).iterdir())
+    entries = [p for p in (tmp_path / "cache" / year_file.name).iterdir() if p.is_dir()]
     assert len(entries) == 1 and sorted(p.name for p in entries[0].iterdir()) == [
         "2019-01.parquet",
         "2019-02.parquet",
@@ -74,4 +74,26 @@ def test_a_changed_file_is_read_again_and_its_old_entry_goes(
     with path.open("a") as handle:
         handle.write("2019-03-01 23:59:00" + "," * (len(after.columns) - 4) + "\n")
     _month(cache, path, MONTHS[2])
-    assert len(list((tmp_path / "cache" / path.name).iterdir())) == 1
+    assert len([p for p in (tmp_path / "cache" / path.name).iterdir() if p.is_dir()]) == 1
+
+
+def test_file_digests_are_remembered_for_the_exact_version_only(
+    year_file: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / year_file.name
+    path.write_bytes(year_file.read_bytes())
+    cache = SourceCache(tmp_path / "cache")
+    assert cache.state(path, 2019) == read_file_state(path, 2019)
+    assert (tmp_path / "cache" / path.name / "state.json").is_file()
+    assert cache.state(path, 2019) == read_file_state(path, 2019)  # from the memo
+    # Same size and mtime, other bytes: the ctime moved, so the digests are computed again.
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\n2019-03-") + 20
+    data[at] = ord("8") if data[at] != ord("8") else ord("2")
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed = cache.state(path, 2019)
+    assert changed == read_file_state(path, 2019)
+    assert (changed.size, changed.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert changed.months["2019-03"] != read_file_state(year_file, 2019).months["2019-03"]

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from bangkok_pipeline.core.settings import BANGKOK_TZ
-from bangkok_pipeline.transform.days import SLOTS, day_matrix
+from bangkok_pipeline.transform.days import SLOTS, _runs, day_matrix
 from bangkok_pipeline.transform.fingerprint import frame_fingerprints
 from bangkok_pipeline.warehouse.pgcopy import encode_days
 
@@ -102,3 +102,17 @@ def test_encoded_rows_are_binary_copy_tuples_with_the_slots_and_hour_arrays() ->
         assert arrays[4] == (1, int(filled < 24), 701, 24, 1, 20 + 4 * 24 + 8 * filled)
     # Sensor 3's first day has no reading from 10:00 to 10:59 (slots 600-659): hour 10 is empty.
     assert hours.n[0, 10] == 0 and hours.n[0, 9] == 60 and hours.n.sum() == matrix.readings
+
+
+def test_runs_of_sorted_keys_equal_numpy_unique() -> None:
+    rng = np.random.default_rng(3)
+    for keys in (
+        np.sort(rng.integers(0, 500, 10_000)),  # sorted: the one-pass path
+        rng.integers(0, 50, 1_000),  # unsorted: numpy's
+        np.array([], dtype=np.int64),
+        np.array([7]),
+    ):
+        unique, inverse = _runs(keys)
+        expected_unique, expected_inverse = np.unique(keys, return_inverse=True)
+        assert np.array_equal(unique, expected_unique)
+        assert np.array_equal(inverse, expected_inverse)
