@@ -266,7 +266,7 @@ class ValidatedMonth:
         return self.readings / self.expected_readings if self.expected_readings else 0.0
 
 
-_DAYS_PER_SLICE = 8  # a file-month is validated in ~4 slices of whole days to bound memory
+_DAYS_PER_SLICE = 6  # a file-month is validated in 6 slices of whole days to bound memory
 
 
 def _day_slices(raw: pl.DataFrame) -> Iterator[pl.DataFrame]:
