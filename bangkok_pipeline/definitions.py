@@ -33,7 +33,10 @@ from bangkok_pipeline.defs.operations.sensors import database_health_sensor
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 
 defs = dg.Definitions(
-    assets=[raw_readings, validated_readings, load_month_partitions, postgres_database],
+    # Each asset links to the file and line that define it (the UI's "code references").
+    assets=dg.with_source_code_references(
+        [raw_readings, validated_readings, load_month_partitions, postgres_database]
+    ),
     asset_checks=[*ingestion_checks, *operations_checks],
     jobs=[
         ingest_month_job,

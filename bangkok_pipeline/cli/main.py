@@ -3,24 +3,28 @@
 import argparse
 import json
 import os
+import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bangkok_pipeline.cli import access as cli_access
 from bangkok_pipeline.cli import operations as cli_operations
+from bangkok_pipeline.cli.parsing import add_command, package_version
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import Month, MonthSpecError, parse_months
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import (
     DatabaseUnavailable,
     TransactionPooler,
+    client_environment,
     connect,
     describe,
     embedded_server,
     resolve_url,
 )
-from bangkok_pipeline.db.embedded import EmbeddedServerError
+from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH, EmbeddedServerError
 from bangkok_pipeline.devtools import api_bench, sample
 from bangkok_pipeline.devtools.generator import GeneratorError, generate
 from bangkok_pipeline.runtime import services
@@ -43,6 +47,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     MonthSpecError,
     services.ServiceError,
     TransactionPooler,
+    *cli_access.EXPECTED_ERRORS,
     *cli_operations.EXPECTED_ERRORS,
 )
 
@@ -181,6 +186,8 @@ def _load_months(args: argparse.Namespace) -> int:
         f"{len(outcomes) - len(failed)} of {len(outcomes)} month(s) loaded"
         + (f"; failed: {', '.join(failed)}{details}" if failed else "")
     )
+    if args.sample and not failed:
+        print(sample.EXPECTED_FINDINGS)
     return 1 if failed else 0
 
 
@@ -311,6 +318,15 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _psql(args: argparse.Namespace) -> int:
+    """psql on the database in use, in Bangkok time unless PGTZ says otherwise; its exit code."""
+    conninfo, env = client_environment(resolve_url())
+    env.setdefault("PGTZ", settings.BANGKOK_TZ.key)
+    env.setdefault("PGAPPNAME", "bangkok-pipeline psql")
+    command = [str(POSTGRES_BIN_PATH / "psql"), "--dbname", conninfo, *args.arguments]
+    return subprocess.run(command, env=env, check=False).returncode
+
+
 def _env(args: argparse.Namespace) -> int:
     url = resolve_url()
     ensure_dagster_database(url)
@@ -321,9 +337,15 @@ def _env(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bangkok-pipeline", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    generate = commands.add_parser("generate", help="write stand-in CU-BEMS CSV files")
+    generate = add_command(
+        commands,
+        "generate",
+        "write stand-in CU-BEMS CSV files (the real dataset's names, layout, scale and defects)",
+        "bangkok-pipeline generate --out ~/cubems-standin --months 2019-01..2019-03 --defects",
+    )
     generate.add_argument("--out", required=True, help="directory for {year}Floor{n}.csv")
     generate.add_argument(
         "--months", help="e.g. 2018-07..2019-12 or 2018-07 (default: every partition)"
@@ -335,8 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(handler=_generate)
 
-    load = commands.add_parser(
-        "load", help="load months of the source files through Dagster, headless"
+    load = add_command(
+        commands,
+        "load",
+        "load months of the source files through Dagster, headless (migrates the database first)",
+        "bangkok-pipeline load --sample",
+        "bangkok-pipeline load --source ~/CU-BEMS --months 2018-07..2018-09",
     )
     load.add_argument(
         "--months", help="e.g. 2018-07..2018-09 (default: every month the source files hold)"
@@ -358,8 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.set_defaults(handler=_load)
 
-    up = commands.add_parser(
-        "up", help="database, migrations, then the Dagster UI and daemon until Ctrl-C"
+    up = add_command(
+        commands,
+        "up",
+        "start the database, migrate, then run the Dagster UI and daemon until Ctrl-C",
+        "bangkok-pipeline up --sample",
+        "bangkok-pipeline up --source ~/CU-BEMS --port 3001",
     )
     up.add_argument("--port", type=int, default=3000, help="UI port (default: 3000)")
     up.add_argument(
@@ -378,10 +408,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(handler=_up)
 
-    bench = commands.add_parser("bench", help="benchmarks (not tests)")
-    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
-    ingest = bench_commands.add_parser(
-        "ingest", help="the compressed load and the pipeline of rows vs plain COPY of the readings"
+    add_command(
+        commands,
+        "psql",
+        "psql (the embedded server's) connected to the database in use; arguments pass through",
+        "bangkok-pipeline psql",
+        "bangkok-pipeline psql -c 'SELECT count(*) FROM sensor_readings'",
+        "bangkok-pipeline psql -f my-query.sql --csv",
+        add_help=False,  # -h and --help are psql's
+    ).set_defaults(handler=_psql, passthrough=True)
+
+    bench = add_command(commands, "bench", "benchmarks (not tests)")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    ingest = add_command(
+        bench_commands,
+        "ingest",
+        "the compressed load and the pipeline of rows vs plain COPY of the same readings",
+        "bangkok-pipeline bench ingest --months 2018-07..2019-12 --compressed-only",
     )
     ingest.add_argument("--months", default="2018-07", help="e.g. 2018-07..2019-12")
     ingest.add_argument("--source", help="CSV directory (default: generated under BANGKOK_HOME)")
@@ -392,8 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the pipeline of rows through Dagster (the slowest part)",
     )
     ingest.set_defaults(handler=_bench)
-    api = bench_commands.add_parser(
-        "api", help="query API latency (pgbench) as a restricted login vs the table owner"
+    api = add_command(
+        bench_commands,
+        "api",
+        "query API latency (pgbench) as a restricted login vs the table owner",
+        "bangkok-pipeline bench api --clients 1,16",
     )
     api.add_argument("--clients", default="1,8,16", help="concurrent clients, e.g. 1,8,16")
     api.add_argument("--seconds", type=int, default=10, help="per function, identity and count")
@@ -405,31 +451,55 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--explain", metavar="FUNCTION", help="also print its plans (superuser)")
     api.set_defaults(handler=_bench_api)
 
-    db = commands.add_parser("db", help="the database: migrations, URL, embedded server")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    migrate = db_commands.add_parser("migrate", help="apply pending migrations")
+    db = add_command(commands, "db", "the database: migrations, URL, server, backups, tiers")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    migrate = add_command(
+        db_commands,
+        "migrate",
+        "apply pending migrations",
+        "bangkok-pipeline db migrate",
+        "bangkok-pipeline db migrate --to 8",
+    )
     migrate.add_argument("--to", help="stop at this revision (default: head)")
     migrate.set_defaults(handler=_migrate)
-    downgrade = db_commands.add_parser("downgrade", help="revert migrations")
+    downgrade = add_command(
+        db_commands,
+        "downgrade",
+        "revert migrations",
+        "bangkok-pipeline db downgrade",
+        "bangkok-pipeline db downgrade base",
+    )
     downgrade.add_argument(
         "revision", nargs="?", help="target revision, or 'base' (default: one step back)"
     )
     downgrade.set_defaults(handler=_downgrade)
-    db_commands.add_parser(
-        "url", help="print the database URL (starts the embedded server)"
+    add_command(
+        db_commands,
+        "url",
+        "print the database URL (starts the embedded server)",
+        'psql "$(bangkok-pipeline db url)"',
     ).set_defaults(handler=_url)
-    db_commands.add_parser("stop", help="stop the embedded server").set_defaults(handler=_stop)
+    add_command(db_commands, "stop", "stop the embedded server").set_defaults(handler=_stop)
     cli_operations.add_db_commands(db_commands)
 
-    commands.add_parser(
-        "env", help="print shell exports for running `dagster` yourself"
+    add_command(
+        commands,
+        "env",
+        "print shell exports for running `dagster` yourself",
+        'eval "$(bangkok-pipeline env)" && dagster dev -w workspace.yaml',
     ).set_defaults(handler=_env)
     cli_operations.add_commands(commands)
+    cli_access.add_commands(commands)
     return parser
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        args.arguments = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         settings.check_all()  # a bad value is one line here, not a trace from a child later

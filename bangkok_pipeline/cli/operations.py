@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 
+from bangkok_pipeline.cli.parsing import add_command
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import Month, parse_months
 from bangkok_pipeline.db import migrations
@@ -30,7 +31,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
 CRITICAL_EXIT = 2
 
 
-def _migrated(url: str) -> psycopg.Connection:
+def migrated(url: str) -> psycopg.Connection:
     """An autocommit connection to a database at head; refuse one that is behind."""
     conn = connect(url, autocommit=True)
     current, head = migrations.current_version(conn), migrations.head()
@@ -70,7 +71,7 @@ def _health(args: argparse.Namespace) -> int:
 
 def _premake(args: argparse.Namespace) -> int:
     ahead = settings.premake_months() if args.ahead is None else args.ahead
-    with _migrated(resolve_url()) as conn:
+    with migrated(resolve_url()) as conn:
         report = maintenance.premake(conn, ahead)
     print(report.summary())
     return 0
@@ -99,7 +100,7 @@ def _compress(args: argparse.Namespace) -> int:
         )
         return 0
     wanted = parse_months(args.months) if args.months else None
-    with _migrated(resolve_url()) as conn:
+    with migrated(resolve_url()) as conn:
         months = compression.cold_months(conn, keep_as_rows) if wanted is None else wanted
         if not months:
             print(
@@ -116,7 +117,7 @@ def _compress(args: argparse.Namespace) -> int:
 
 def _decompress(args: argparse.Namespace) -> int:
     months = parse_months(args.months)
-    with _migrated(resolve_url()) as conn:
+    with migrated(resolve_url()) as conn:
         changes = {
             change.month: change
             for change in compression.decompress(conn, months, settings.database_budget_bytes())
@@ -136,7 +137,7 @@ def _archive_run(args: argparse.Namespace) -> int:
         print("no retention policy: set BANGKOK_RETAIN_RAW_MONTHS (and optionally ")
         print("BANGKOK_RETAIN_AGGREGATE_MONTHS); nothing archived")
         return 0
-    with _migrated(resolve_url()) as conn:
+    with migrated(resolve_url()) as conn:
         if args.dry_run:
             print(archive.plan_retention(conn, raw, aggregates).summary() + " (dry run)")
             return 0
@@ -148,7 +149,7 @@ def _archive_run(args: argparse.Namespace) -> int:
 
 
 def _archive_month(args: argparse.Namespace) -> int:
-    with _migrated(resolve_url()) as conn:
+    with migrated(resolve_url()) as conn:
         result = archive.archive_month(
             conn, Month.parse(args.month), _archive_dir(args), args.drop_aggregates
         )
@@ -157,14 +158,14 @@ def _archive_month(args: argparse.Namespace) -> int:
 
 
 def _archive_restore(args: argparse.Namespace) -> int:
-    with _migrated(resolve_url()) as conn:
+    with migrated(resolve_url()) as conn:
         result = archive.restore_month(conn, Month.parse(args.month), _archive_dir(args))
     print(result.summary())
     return 0
 
 
 def _archive_list(args: argparse.Namespace) -> int:
-    with _migrated(resolve_url()) as conn:
+    with migrated(resolve_url()) as conn:
         ledger = archive.archived(conn)
     if args.json:
         print(json.dumps(ledger, indent=2, default=str))
@@ -187,16 +188,23 @@ def _archive_list(args: argparse.Namespace) -> int:
 
 def add_db_commands(db_commands: argparse._SubParsersAction) -> None:
     """`db backup`, `db restore`, `db premake`, `db compress`, `db decompress`."""
-    made = db_commands.add_parser(
-        "backup", help="pg_dump (custom format) the database; keep the newest N backups"
+    made = add_command(
+        db_commands,
+        "backup",
+        "pg_dump (custom format) the database; keep the newest N backups",
+        "bangkok-pipeline db backup",
+        "bangkok-pipeline db backup --out /backups/bangkok.dump --keep 14",
     )
     made.add_argument(
         "--out", help="file to write (default: BANGKOK_BACKUP_DIR/bangkok-<UTC>.dump)"
     )
     made.add_argument("--keep", type=int, help="backups to keep (default: BANGKOK_BACKUP_KEEP, 7)")
     made.set_defaults(handler=_backup)
-    restore = db_commands.add_parser(
-        "restore", help="restore a backup into the (empty) database, in one transaction"
+    restore = add_command(
+        db_commands,
+        "restore",
+        "restore a backup into the (empty) database, in one transaction",
+        "bangkok-pipeline db restore .bangkok/backups/bangkok-20261128T020000Z.dump",
     )
     restore.add_argument("file", help="a file written by `db backup`")
     restore.add_argument(
@@ -205,18 +213,24 @@ def add_db_commands(db_commands: argparse._SubParsersAction) -> None:
         help="restore into a database that has tables (the backup's objects are replaced)",
     )
     restore.set_defaults(handler=_restore)
-    premake = db_commands.add_parser(
-        "premake", help="create empty partitions for the months after the newest loaded one"
+    premake = add_command(
+        db_commands,
+        "premake",
+        "create empty partitions for the months after the newest loaded one",
+        "bangkok-pipeline db premake --ahead 3",
     )
     premake.add_argument(
         "--ahead", type=int, help="months after the newest loaded (default: BANGKOK_PREMAKE_MONTHS)"
     )
     premake.set_defaults(handler=_premake)
-    compress = db_commands.add_parser(
+    compress = add_command(
+        db_commands,
         "compress",
-        help="store months' readings compressed (one row per sensor and day, checked reading "
+        "store months' readings compressed (one row per sensor and day, checked reading "
         "for reading); without --months, the months BANGKOK_COMPRESS_AFTER_MONTHS names "
         "(default 0: every month; off: nothing to do)",
+        "bangkok-pipeline db compress",
+        "bangkok-pipeline db compress --months 2018-07..2019-06",
     )
     compress.add_argument(
         "--months",
@@ -224,10 +238,12 @@ def add_db_commands(db_commands: argparse._SubParsersAction) -> None:
         "the newest BANGKOK_COMPRESS_AFTER_MONTHS with readings)",
     )
     compress.set_defaults(handler=_compress)
-    decompress = db_commands.add_parser(
+    decompress = add_command(
+        db_commands,
         "decompress",
-        help="store compressed months as rows again; refused beforehand when they would not fit "
+        "store compressed months as rows again; refused beforehand when they would not fit "
         "BANGKOK_DB_BUDGET or the server's disk",
+        "bangkok-pipeline db decompress --months 2019-12",
     )
     decompress.add_argument(
         "--months", required=True, help="e.g. 2018-07..2018-09; every month must be loaded"
@@ -237,31 +253,53 @@ def add_db_commands(db_commands: argparse._SubParsersAction) -> None:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """`health` and `archive ...`."""
-    check = commands.add_parser(
-        "health", help="database health, one line per concern; exit 2 when any is critical"
+    check = add_command(
+        commands,
+        "health",
+        "database health, one line per concern; exit 2 when any is critical",
+        "bangkok-pipeline health",
+        "bangkok-pipeline health --json",
     )
     check.add_argument("--json", action="store_true", help="emit JSON instead of lines")
     check.add_argument("--source", help="CSV directory to compare (default: CUBEMS_SOURCE_DIR)")
     check.set_defaults(handler=_health)
 
-    archiving = commands.add_parser(
-        "archive", help="retention: old months' readings to Parquet, and back"
+    archiving = add_command(
+        commands, "archive", "retention: old months' readings to Parquet, and back"
     )
-    archive_commands = archiving.add_subparsers(dest="archive_command", required=True)
-    run = archive_commands.add_parser(
-        "run", help="apply the retention policy (BANGKOK_RETAIN_RAW_MONTHS, ..._AGGREGATE_MONTHS)"
+    archive_commands = archiving.add_subparsers(
+        dest="archive_command", required=True, metavar="ARCHIVE_COMMAND"
+    )
+    run = add_command(
+        archive_commands,
+        "run",
+        "apply the retention policy (BANGKOK_RETAIN_RAW_MONTHS, ..._AGGREGATE_MONTHS)",
+        "bangkok-pipeline archive run --dry-run",
     )
     run.add_argument("--dry-run", action="store_true", help="print what would be archived")
-    month = archive_commands.add_parser(
-        "month", help="archive one month's readings now (file verified before the drop)"
+    month = add_command(
+        archive_commands,
+        "month",
+        "archive one month's readings now (file verified before the drop)",
+        "bangkok-pipeline archive month --month 2018-07",
     )
     month.add_argument("--month", required=True, help="e.g. 2018-07")
     month.add_argument(
         "--drop-aggregates", action="store_true", help="drop its aggregate partitions too"
     )
-    restore = archive_commands.add_parser("restore", help="put an archived month back, exactly")
+    restore = add_command(
+        archive_commands,
+        "restore",
+        "put an archived month back, exactly",
+        "bangkok-pipeline archive restore --month 2018-07",
+    )
     restore.add_argument("--month", required=True, help="e.g. 2018-07")
-    listing = archive_commands.add_parser("list", help="archived months, file vs partition size")
+    listing = add_command(
+        archive_commands,
+        "list",
+        "archived months, file vs partition size",
+        "bangkok-pipeline archive list --json",
+    )
     listing.add_argument("--json", action="store_true")
     for parser, handler in (
         (run, _archive_run),

@@ -2,6 +2,7 @@
 each connection gets the pipeline's timeouts, and a transaction-mode pooler is refused."""
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -56,6 +57,17 @@ def describe(url: str) -> str:
     return (
         f"host {host}{port}, database {params.get('dbname', '?')}, user {params.get('user', '?')}"
     )
+
+
+def client_environment(url: str) -> tuple[str, dict[str, str]]:
+    """For a client program (psql, pg_dump): a conninfo without the password, and this process's
+    environment plus PGPASSWORD carrying it (a password in argv would show in `ps`)."""
+    params = conninfo_to_dict(url)
+    password = params.pop("password", None)
+    env = {**os.environ}
+    if password:
+        env["PGPASSWORD"] = str(password)
+    return make_conninfo(**{k: str(v) for k, v in params.items()}), env
 
 
 def with_database(url: str, dbname: str) -> str:

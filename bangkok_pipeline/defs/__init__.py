@@ -10,3 +10,6 @@ import dagster as dg
 
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+# Who answers for every asset (shown in the UI and searchable): the pipeline's team.
+OWNERS = ["team:data-engineering"]

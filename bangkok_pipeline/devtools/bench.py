@@ -180,6 +180,7 @@ def _child(phase: str, url: str, months: list[str], source: Path) -> dict[str, f
         capture_output=True,
         text=True,
         env={
+            **settings.ALLOCATOR_ENVIRONMENT,  # as loads run in the product
             **os.environ,
             "DATABASE_URL": url,
             "CUBEMS_SOURCE_DIR": str(source),

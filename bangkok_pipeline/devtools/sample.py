@@ -16,6 +16,13 @@ from bangkok_pipeline.source.layout import parse_file_name
 
 SAMPLE_MONTH = Month(2018, 7)
 SAMPLE_DAYS = 7
+# What a newcomer sees after loading the sample, and why it is not a fault.
+EXPECTED_FINDINGS = (
+    "note: the sample carries the generator's defects on purpose: an extra column (kept in the "
+    "raw layer only), lines set aside in the quarantine table, gaps; and it holds 7 of July's 31 "
+    "days, so the month's coverage check shows failed (a warning) in the UI. Real CU-BEMS "
+    "files: see the README."
+)
 
 
 def keep_first_days(path: Path, days: int) -> None:

@@ -49,13 +49,12 @@ from typing import IO, Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.files import replacing_file
 from bangkok_pipeline.core.settings import format_size
-from bangkok_pipeline.db.connection import connect, describe
+from bangkok_pipeline.db.connection import client_environment, connect, describe
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH
 from bangkok_pipeline.db.queries import query
 
@@ -142,16 +141,6 @@ def _server_tools(conn: psycopg.Connection) -> ClientTools:
     return client_tools(conn.info.server_version // 10000)
 
 
-def _client(url: str) -> tuple[str, dict[str, str]]:
-    """A conninfo without the password, and an environment that carries it (not argv)."""
-    params = conninfo_to_dict(url)
-    password = params.pop("password", None)
-    env = {**os.environ}
-    if password:
-        env["PGPASSWORD"] = str(password)
-    return make_conninfo(**{k: str(v) for k, v in params.items()}), env
-
-
 def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(args, capture_output=True, text=True, env=env, check=False)
@@ -213,7 +202,7 @@ def backup(url: str, out: Path | None, directory: Path, keep: int) -> BackupResu
         raise BackupError(f"cannot write to {target.parent}: {error.strerror or error}") from None
     selection = [f"--schema={name}" for name in schemas]
     selection += [f"--extension={name}" for name in extensions]
-    conninfo, env = _client(url)
+    conninfo, env = client_environment(url)
     try:
         with replacing_file(target) as part:
             command = [tools.path("pg_dump"), "--format=custom", f"--file={part}", *selection]
@@ -410,7 +399,7 @@ def _apply(tools: ClientTools, url: str, pieces: list[bytes | list[str]]) -> Non
     """Run `pieces` (SQL, or the output of a pg_restore command writing a script) through psql
     in one transaction, committed only when every command has written its whole script and psql
     has run all of it: any failure leaves the database as it was."""
-    conninfo, env = _client(url)
+    conninfo, env = client_environment(url)
     command = [tools.path("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-", conninfo]
     with tempfile.TemporaryFile() as psql_errors, tempfile.TemporaryFile() as restore_errors:
         psql = subprocess.Popen(

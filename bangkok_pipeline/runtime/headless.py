@@ -15,6 +15,7 @@ for it forever: `sweep_abandoned_runs` marks such runs failed and frees their sl
 import logging
 import multiprocessing
 import os
+import re
 import resource
 import signal
 import sys
@@ -281,8 +282,13 @@ def _failure(result: dg.ExecuteInProcessResult, server: str) -> tuple[str, str]:
     return "failed", ""
 
 
+# Dagster's warning for each step after a failed one: the failure's line already says it all.
+_SKIPPED_AFTER_FAILURE = re.compile(r"Dependencies for step \S+ (failed|were not executed)")
+
+
 def _warnings(instance: dg.DagsterInstance, run_id: str) -> tuple[str, ...]:
-    """The run's own warning logs (not Dagster's events), one line each, the first few."""
+    """The run's own warning logs (not Dagster's events, nor the steps skipped after a failed
+    one), one line each, the first few."""
     found = []
     try:
         entries = instance.all_logs(run_id)
@@ -290,7 +296,12 @@ def _warnings(instance: dg.DagsterInstance, run_id: str) -> tuple[str, ...]:
         return ()
     for entry in entries:
         level = entry.level if isinstance(entry.level, int) else logging.getLevelName(entry.level)
-        if entry.dagster_event is None and isinstance(level, int) and level >= logging.WARNING:
+        if (
+            entry.dagster_event is None
+            and isinstance(level, int)
+            and level >= logging.WARNING
+            and not _SKIPPED_AFTER_FAILURE.match(entry.user_message)
+        ):
             found.append(f"{entry.step_key or 'run'}: {first_line(entry.user_message)}")
     if len(found) > _MAX_WARNINGS:
         extra = len(found) - _MAX_WARNINGS

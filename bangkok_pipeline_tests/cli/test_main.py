@@ -1,5 +1,6 @@
 """The command line: database commands end to end, and clear refusals of bad input."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -9,7 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bangkok_pipeline.cli.main import run
+from bangkok_pipeline.cli.main import build_parser, run
+from bangkok_pipeline.devtools import sample
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -114,6 +116,7 @@ def test_load_sample_on_the_embedded_default_records_runs_in_postgres_and_keeps_
         assert result.returncode == 0, result.stdout + result.stderr
         assert "generating the sample week" in result.stdout
         assert "ok   2018-07: " in result.stdout and "1 of 1 month(s) loaded" in result.stdout
+        assert sample.EXPECTED_FINDINGS in result.stdout  # the warnings explained where seen
         assert not (home / "source").exists()  # nothing written where real data would go
 
         runs = _cli("env", env=env)
@@ -202,3 +205,34 @@ def _sqlalchemy(url: str) -> str:
 
     params = psycopg.conninfo.conninfo_to_dict(url)
     return dagster_storage_url(url, str(params["dbname"]))
+
+
+@pytest.mark.integration
+def test_psql_runs_on_the_database_in_use_with_its_arguments_in_bangkok_time(
+    migrated_url: str,
+) -> None:
+    env = {"DATABASE_URL": migrated_url}
+    query = "SELECT current_database(), current_setting('TimeZone'), count(*) FROM sensors"
+    result = _cli("psql", "--no-align", "--tuples-only", "-c", query, env=env)
+    assert result.returncode == 0, result.stderr
+    database = psycopg.conninfo.conninfo_to_dict(migrated_url)["dbname"]
+    assert result.stdout.strip() == f"{database}|Asia/Bangkok|0"
+    failed = _cli("psql", "-v", "ON_ERROR_STOP=1", "-c", "SELECT * FROM no_such_table", env=env)
+    assert failed.returncode != 0 and "no_such_table" in failed.stderr
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found += [child, *_subcommands(child)]
+    return found
+
+
+def test_every_command_says_what_it_does_and_unknown_arguments_are_refused() -> None:
+    for command in _subcommands(build_parser()):
+        assert command.description, command.prog
+    assert _cli("--version").stdout.startswith("bangkok-pipeline ")
+    wrong = _cli("health", "--no-such-option")
+    assert wrong.returncode == 2 and "unrecognized arguments: --no-such-option" in wrong.stderr

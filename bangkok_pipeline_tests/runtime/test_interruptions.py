@@ -396,6 +396,7 @@ def test_a_failing_month_is_one_line_and_its_trace_only_with_verbose(home: Home)
     assert len(fails) == 1 and fails[0].startswith("FAIL 2019-04: step raw_readings failed: ")
     assert "2019-04" in fails[0].removeprefix("FAIL 2019-04")
     assert "details: --verbose" in quiet.stdout.splitlines()[-1]
+    assert "Dependencies for step" not in quiet.stdout  # the steps skipped after the failure
     assert not quiet.stderr.strip(), quiet.stderr
 
     verbose = home.cli(*args, "--verbose")

@@ -12,6 +12,7 @@ import dagster as dg
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import BANGKOK_TZ
+from bangkok_pipeline.defs import OWNERS
 from bangkok_pipeline.defs.ingestion.partitions import month_backfill_policy, monthly_partitions
 from bangkok_pipeline.defs.ingestion.resources import DATABASE_RETRY_POLICY, LayersResource
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
@@ -24,6 +25,15 @@ from bangkok_pipeline.warehouse.ingest import (
     validated_summary,
 )
 from bangkok_pipeline.warehouse.load import ReconciliationError, ShrinkError, ShrinkGuard
+
+# The columns of the long readings, as validated and as stored (`sensor_readings`).
+READINGS_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("ts", "timestamptz", description="the minute, Asia/Bangkok"),
+        dg.TableColumn("sensor_id", "smallint", description="sensors.sensor_id"),
+        dg.TableColumn("value", "real", description="in the sensor's unit (sensors.unit)"),
+    ]
+)
 
 RAW = dg.AssetKey("raw_readings")
 VALIDATED = dg.AssetKey("validated_readings")
@@ -61,7 +71,7 @@ def _run_layers(
     alone = upstream is not None and not lineage and selection is not None
     return run_layers(
         Month.parse(context.partition_key),
-        context.run_id,
+        context.run.run_id,
         tuple(lineage),
         published_fallback=alone and upstream not in (selection or ()),
         root=layers.directory(),
@@ -79,6 +89,17 @@ def _is_live(instance: dg.DagsterInstance) -> Callable[[str], bool]:
     return live
 
 
+def _bounds(first_ts: str | None, last_ts: str | None) -> dict[str, dg.MetadataValue]:
+    """The month's first and last reading as timestamps (the UI shows them in its time zone and
+    can plot them); a month without readings has none."""
+    if not first_ts or not last_ts:
+        return {}
+    return {
+        "first_ts": dg.MetadataValue.timestamp(datetime.fromisoformat(first_ts)),
+        "last_ts": dg.MetadataValue.timestamp(datetime.fromisoformat(last_ts)),
+    }
+
+
 def _data_reaches_month_end(
     month: Month, last_ts: str | None, max_silence_hours: float
 ) -> dg.AssetCheckResult:
@@ -92,10 +113,14 @@ def _data_reaches_month_end(
         check_name="data_reaches_month_end",
         passed=silence_hours <= max_silence_hours,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "last_reading": str(last),
-            "hours_without_data": round(silence_hours, 2) if last else -1.0,
-        },
+        metadata=(
+            {
+                "last_reading": dg.MetadataValue.timestamp(last),
+                "hours_without_data": round(silence_hours, 2),
+            }
+            if last
+            else {"last_reading": dg.MetadataValue.text("no reading")}
+        ),
     )
 
 
@@ -106,6 +131,7 @@ def _data_reaches_month_end(
     group_name="raw",
     retry_policy=DATABASE_RETRY_POLICY,
     kinds={"csv", "parquet"},
+    owners=OWNERS,
     description="Every line of the month from each {year}Floor{n}.csv, kept losslessly as text "
     "in Parquet under the layers root (default BANGKOK_HOME/layers); header columns registered "
     "as sensors.",
@@ -138,6 +164,7 @@ def raw_readings(
         metadata={
             "files": len(raw.files),
             "lines": raw.lines,
+            "dagster/row_count": raw.lines,
             "source_fingerprints": dg.MetadataValue.json(
                 {str(f["file"]): f["fingerprint"] for f in raw.files}
             ),
@@ -158,10 +185,28 @@ def raw_readings(
     backfill_policy=month_backfill_policy,
     group_name="validated",
     kinds={"polars", "pandera", "parquet"},
+    owners=OWNERS,
+    metadata={"dagster/column_schema": READINGS_SCHEMA},
     check_specs=[
-        dg.AssetCheckSpec("quarantine_share_under_threshold", asset=VALIDATED, blocking=True),
-        dg.AssetCheckSpec("completeness_per_floor", asset=VALIDATED),
-        dg.AssetCheckSpec("data_reaches_month_end", asset=VALIDATED),
+        dg.AssetCheckSpec(
+            "quarantine_share_under_threshold",
+            asset=VALIDATED,
+            blocking=True,
+            description="Cells set aside are at most max_rejected_share of the non-empty ones; "
+            "otherwise the month is not loaded (its previous data stays).",
+        ),
+        dg.AssetCheckSpec(
+            "completeness_per_floor",
+            asset=VALIDATED,
+            description="Each floor has at least min_floor_completeness of its expected "
+            "minutes x sensors (warns).",
+        ),
+        dg.AssetCheckSpec(
+            "data_reaches_month_end",
+            asset=VALIDATED,
+            description="The newest reading is at most max_silence_hours before the month's end, "
+            "or before now for the month under way (warns).",
+        ),
     ],
     description="Long readings (ts, sensor_id, value) that pass ReadingModel; the rest set "
     "aside with file, line, column and reason.",
@@ -180,8 +225,8 @@ def validated_readings(
         f"rejected ({result.rejected_share:.2%}, threshold {config.max_rejected_share:.2%}); "
         f"by reason {result.quarantine_by_reason}"
     )
-    if not share_ok:
-        raise dg.Failure(description=f"not loading {summary}", allow_retries=False)
+    if not share_ok:  # the failed blocking check below stops the run before the load
+        context.log.error(f"not loading {summary}")
     low_floors = {
         f: c for f, c in result.completeness_by_floor.items() if c < config.min_floor_completeness
     }
@@ -189,12 +234,12 @@ def validated_readings(
         metadata={
             "rows_read": result.rows_read,
             "readings": result.readings,
+            "dagster/row_count": result.readings,
             "quarantined": result.quarantined,
             "empty_cells": result.empty_cells,
             "identical_duplicate_lines": result.identical_duplicate_lines,
             "distinct_sensors": result.sensors,
-            "first_ts": str(result.first_ts),
-            "last_ts": str(result.last_ts),
+            **_bounds(result.first_ts, result.last_ts),
             "completeness": round(result.completeness, 6),
             "quarantine_by_reason": dg.MetadataValue.json(result.quarantine_by_reason),
         },
@@ -202,6 +247,7 @@ def validated_readings(
             dg.AssetCheckResult(
                 check_name="quarantine_share_under_threshold",
                 passed=share_ok,
+                description=None if share_ok else f"not loading {summary}",
                 metadata={"rejected_share": result.rejected_share, "summary": summary},
             ),
             _data_reaches_month_end(month, result.last_ts, config.max_silence_hours),
@@ -229,18 +275,22 @@ def validated_readings(
             ),
             deps=[VALIDATED],
             kinds={"postgres"},
+            owners=OWNERS,
+            metadata={"dagster/column_schema": READINGS_SCHEMA},
             description="sensor_readings: one attached partition per month.",
         ),
         dg.AssetSpec(
             HOURLY,
             deps=[READINGS],
             kinds={"postgres"},
+            owners=OWNERS,
             description="hourly_aggregates: per sensor and hour, swapped with the month.",
         ),
         dg.AssetSpec(
             DAILY,
             deps=[HOURLY],
             kinds={"postgres"},
+            owners=OWNERS,
             description="daily_aggregates: per sensor and Bangkok day, from the hourly.",
         ),
     ],
@@ -281,9 +331,9 @@ def load_month_partitions(
         metadata={
             "rows_read": summary["rows_read"],
             "rows_loaded": result.rows_loaded,
+            "dagster/row_count": result.rows_loaded,
             "rows_quarantined": summary["quarantined"],
-            "first_ts": str(summary["first_ts"]),
-            "last_ts": str(summary["last_ts"]),
+            **_bounds(summary["first_ts"], summary["last_ts"]),
             "completeness": round(result.rows_loaded / expected, 6) if expected else 0.0,
             "source_fingerprints": dg.MetadataValue.json(summary["sources"]),
             "distinct_sensors": result.sensors,

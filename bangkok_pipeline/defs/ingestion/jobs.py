@@ -2,11 +2,8 @@
 
 import dagster as dg
 
-from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
-
 ingest_month_job = dg.define_asset_job(
     "ingest_month",
-    selection=dg.AssetSelection.groups("raw", "validated", "warehouse"),
-    partitions_def=monthly_partitions,
+    selection=dg.AssetSelection.groups("raw", "validated", "warehouse"),  # partitioned by month
     description="Read, validate and load one month (a backfill runs it per month).",
 )

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.defs.ingestion.assets import (
     _data_reaches_month_end,
     load_month_partitions,
@@ -46,10 +48,13 @@ class Loaded:
         self.home = home
         self.manifest = json.loads((source / "manifest.json").read_text())
 
-    def materialize(self, source: Path | None = None) -> dg.ExecuteInProcessResult:
+    def materialize(
+        self, source: Path | None = None, run_config: Mapping[str, object] | None = None
+    ) -> dg.ExecuteInProcessResult:
         return dg.materialize(
             ASSETS,
             partition_key=MONTH,
+            run_config=run_config,
             resources={
                 "database": PostgresResource(database_url=self.url),
                 "source": SourceDirectory(path=str(source or self.source)),
@@ -181,8 +186,14 @@ def test_metadata_and_checks_of_the_materialization(loaded: Loaded) -> None:
     assert loaded_meta["rows_loaded"].value == total["valid_readings"]
     assert loaded_meta["rows_quarantined"].value == sum(total["quarantine"].values())
     assert loaded_meta["rows_read"].value == total["rows"]
-    assert loaded_meta["first_ts"].value == "2019-02-01 00:00:00+07:00"
-    assert loaded_meta["last_ts"].value == "2019-02-28 23:59:00+07:00"
+    assert loaded_meta["first_ts"] == dg.MetadataValue.timestamp(
+        datetime(2019, 2, 1, tzinfo=BANGKOK_TZ)
+    )
+    assert loaded_meta["last_ts"] == dg.MetadataValue.timestamp(
+        datetime(2019, 2, 28, 23, 59, tzinfo=BANGKOK_TZ)
+    )
+    assert loaded_meta["dagster/row_count"].value == total["valid_readings"]
+    assert by_key["validated_readings"]["dagster/row_count"].value == total["valid_readings"]
     assert 0.9 < _number(loaded_meta["completeness"]) <= 1.0
     fingerprints = loaded_meta["source_fingerprints"].value
     assert isinstance(fingerprints, Mapping) and fingerprints["month_digest"]
@@ -275,6 +286,7 @@ import psycopg
 from bangkok_pipeline.warehouse.ingest import load_month
 from bangkok_pipeline.transform.layers import run_layers
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.core.settings import BANGKOK_TZ
 with psycopg.connect(sys.argv[1], autocommit=True, application_name="killed-load") as conn:
     load_month(conn, run_layers(Month.parse(sys.argv[2]), "doomed-run", published_fallback=True))
 """
@@ -360,6 +372,22 @@ def test_bad_sources_fail_with_a_specific_message_and_leave_the_database_as_it_w
     assert loaded.snapshot() == before
 
 
+def test_too_many_rejected_cells_fail_the_blocking_check_with_its_summary(loaded: Loaded) -> None:
+    before = loaded.snapshot()
+    config = {"ops": {"validated_readings": {"config": {"max_rejected_share": 0.0}}}}
+    result = loaded.materialize(run_config=config)
+    assert not result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    share = checks["quarantine_share_under_threshold"]
+    assert not share.passed and share.severity == dg.AssetCheckSeverity.ERROR
+    summary = share.metadata["summary"].value
+    assert isinstance(summary, str) and summary.startswith(f"{MONTH}: ")
+    assert "threshold 0.00%" in summary and share.description == f"not loading {summary}"
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dg.AssetKey("sensor_readings") not in materialized  # the load did not run
+    assert loaded.snapshot() == before
+
+
 def test_a_missing_source_directory_is_named(loaded: Loaded, tmp_path: Path) -> None:
     result = loaded.materialize(source=tmp_path / "nowhere")
     assert not result.success
@@ -393,4 +421,6 @@ def test_a_month_whose_data_stops_early_is_flagged() -> None:
     assert not stopped.passed and stopped.severity == dg.AssetCheckSeverity.WARN
     assert stopped.metadata["hours_without_data"].value == 13 * 24 + 14
     assert _data_reaches_month_end(Month(2019, 2), "2019-02-28 23:59:00+07:00", 2.0).passed
+    empty = _data_reaches_month_end(Month(2019, 2), None, 2.0)  # no placeholder number
+    assert not empty.passed and "hours_without_data" not in empty.metadata
     assert not _data_reaches_month_end(Month(2019, 2), None, 2.0).passed
