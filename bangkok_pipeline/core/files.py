@@ -2,9 +2,9 @@
 one, and a failure leaves nothing behind. What the project writes under BANGKOK_HOME is private
 (folders 0700)."""
 
-import fcntl
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,6 +81,19 @@ def exclusive(lock_file: Path) -> Iterator[None]:
     """Hold an exclusive lock on `lock_file` (created if missing) against other processes; the
     kernel releases it if the holder dies, so a crash never leaves it held."""
     with open(lock_file, "a") as handle:
+        if sys.platform == "win32":  # not a supported platform (README), but no ImportError
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            return
+        import fcntl
+
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -4,6 +4,7 @@ each connection gets the pipeline's timeouts, and a transaction-mode pooler is r
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -14,7 +15,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sqlalchemy.engine import URL
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.db.embedded import EmbeddedServer
+from bangkok_pipeline.db.embedded import EmbeddedServer, EmbeddedServerError, platform_problem
 from bangkok_pipeline.db.queries import query
 
 T = TypeVar("T")
@@ -36,6 +37,10 @@ TRANSACTION_POOLER_PORT = 6543
 
 
 def embedded_server() -> EmbeddedServer:
+    """The embedded server under BANGKOK_HOME; on a platform it cannot run on, one clear error."""
+    problem = platform_problem(sys.platform)
+    if problem:
+        raise EmbeddedServerError(problem)
     return EmbeddedServer(settings.bangkok_home())
 
 

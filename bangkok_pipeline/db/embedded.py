@@ -9,7 +9,6 @@ outlives the process that started it and is reused by the next one.
 import hashlib
 import importlib.util
 import os
-import pwd
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -59,6 +58,17 @@ SERVER_SETTINGS = {
 
 class EmbeddedServerError(RuntimeError):
     """The embedded server could not be initialised, started or stopped; the message says why."""
+
+
+def platform_problem(platform: str) -> str | None:
+    """Why the embedded server cannot run on `platform` (a `sys.platform`), or None: it needs a
+    POSIX system (Unix sockets, service users, file locks)."""
+    if platform.startswith(("linux", "darwin")):
+        return None
+    return (
+        f"the embedded PostgreSQL runs on Linux and macOS, not on {platform}: set DATABASE_URL "
+        "to a PostgreSQL server (or run bangkok-pipeline under WSL2)"
+    )
 
 
 class EmbeddedServer:
@@ -115,6 +125,8 @@ class EmbeddedServer:
         """PostgreSQL refuses to run as root: as root, run it as a dedicated system user."""
         if os.geteuid() != 0:
             return None
+        import pwd  # POSIX only, like running as root
+
         try:
             pwd.getpwnam(SERVICE_USER)
         except KeyError:
@@ -134,6 +146,8 @@ class EmbeddedServer:
 
     def _grant_service_user(self, user: str) -> None:
         """Let the service user reach the binaries and own the data and socket directories."""
+        import pwd  # POSIX only, like running as root
+
         entry = pwd.getpwnam(user)
         for target in (POSTGRES_BIN_PATH, self.pgdata, self.socket_dir):
             for parent in target.parents:

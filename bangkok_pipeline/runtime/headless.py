@@ -16,7 +16,6 @@ import logging
 import multiprocessing
 import os
 import re
-import resource
 import signal
 import sys
 import traceback
@@ -178,6 +177,11 @@ def run_tags() -> dict[str, str]:
 
 
 def _peak_mb() -> float:
+    """This process's peak RSS in MB (0 where the platform does not report it)."""
+    try:
+        import resource
+    except ImportError:
+        return 0.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

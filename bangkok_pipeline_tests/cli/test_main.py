@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from bangkok_pipeline.cli.main import build_parser, run
+from bangkok_pipeline.db.embedded import platform_problem
 from bangkok_pipeline.devtools import sample
 
 
@@ -236,3 +237,37 @@ def test_every_command_says_what_it_does_and_unknown_arguments_are_refused() -> 
     assert _cli("--version").stdout.startswith("bangkok-pipeline ")
     wrong = _cli("health", "--no-such-option")
     assert wrong.returncode == 2 and "unrecognized arguments: --no-such-option" in wrong.stderr
+
+
+_WITHOUT_POSIX_MODULES = """
+import sys
+
+for name in ("fcntl", "pwd"):
+    sys.modules[name] = None  # as on Windows: importing them raises ImportError
+
+from bangkok_pipeline.cli.main import main
+
+main()
+"""
+
+
+@pytest.mark.integration
+def test_with_a_database_url_commands_need_neither_fcntl_nor_pwd(migrated_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": migrated_url}
+    for command in (["db", "migrate"], ["health"], ["access", "list"]):
+        result = subprocess.run(
+            [sys.executable, "-c", _WITHOUT_POSIX_MODULES, *command],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert result.returncode in (0, 2), (command, result.stderr)  # health: 2 = critical
+        assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_the_embedded_server_refuses_a_platform_it_cannot_run_on_in_one_line() -> None:
+    assert platform_problem("linux") is None and platform_problem("darwin") is None
+    problem = platform_problem("win32")
+    assert problem is not None and "\n" not in problem
+    assert "Linux and macOS" in problem and "DATABASE_URL" in problem
