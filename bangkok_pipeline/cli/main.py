@@ -7,7 +7,11 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
 
 from bangkok_pipeline.cli import access as cli_access
 from bangkok_pipeline.cli import operations as cli_operations
@@ -36,6 +40,9 @@ from bangkok_pipeline.runtime.instance import (
 )
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
 from bangkok_pipeline.warehouse.ingest import IngestError, source_files
+
+if TYPE_CHECKING:
+    from bangkok_pipeline.runtime.headless import MonthOutcome
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     api_bench.ApiBenchError,
@@ -154,6 +161,28 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _load_months(args: argparse.Namespace) -> int:
+    """With --json, stdout carries the JSON document only (everything else goes to stderr)."""
+    stdout = sys.stdout
+    with redirect_stdout(sys.stderr) if args.json else nullcontext():
+        outcomes = _materialize(args)
+    failed = [o.month for o in outcomes if not o.success]
+    if args.json:
+        print(json.dumps(_outcomes_json(outcomes), indent=2), file=stdout)
+        return 1 if failed else 0
+    if len(outcomes) > 1:
+        print(_outcomes_table(outcomes))
+    details = "" if args.verbose else f" (details: --verbose, the run in the UI, or {_logs()})"
+    print(
+        f"{len(outcomes) - len(failed)} of {len(outcomes)} month(s) loaded"
+        + (f"; failed: {', '.join(failed)}{details}" if failed else "")
+    )
+    if args.sample and not failed:
+        print(sample.EXPECTED_FINDINGS)
+    return 1 if failed else 0
+
+
+def _materialize(args: argparse.Namespace) -> list["MonthOutcome"]:
+    """The months `load` was asked for, through Dagster, reported as they finish."""
     from bangkok_pipeline.runtime.headless import MonthOutcome, materialize_months
 
     if args.sample:
@@ -167,28 +196,99 @@ def _load_months(args: argparse.Namespace) -> int:
     storage = dagster_storage(url)
     _sweep(storage)
 
+    # Live progress (month and step) on a terminal only; the lines and the table are the record.
+    bar = tqdm(
+        total=len(months),
+        unit="month",
+        file=sys.stderr,
+        leave=False,
+        disable=not sys.stderr.isatty(),
+    )
+
     def report(outcome: MonthOutcome) -> None:
+        bar.update(1)
+        if args.json:
+            return
         mark = "ok  " if outcome.success else "FAIL"
-        print(f"{mark} {outcome.month}: {outcome.summary}", flush=True)
+        bar.write(f"{mark} {outcome.month}: {outcome.summary}", file=sys.stdout)
         for warning in outcome.warnings:
-            print(f"     warning: {warning}", flush=True)
+            bar.write(f"     warning: {warning}", file=sys.stdout)
+        sys.stdout.flush()  # a line per month as it happens, also into a pipe
         if args.verbose and outcome.detail:
             print(outcome.detail.rstrip(), file=sys.stderr, flush=True)
 
+    def progress(month: str, step: str) -> None:
+        bar.set_description_str(f"{month} {step}")
+
     print(f"loading {len(months)} month(s) from {source} into {describe(url)}", flush=True)
-    keys = [str(m) for m in months]
-    outcomes = materialize_months(
-        keys, url, source, storage, report, verbose=args.verbose, allow_shrink=args.allow_shrink
+    try:
+        return materialize_months(
+            [str(m) for m in months],
+            url,
+            source,
+            storage,
+            report,
+            verbose=args.verbose,
+            allow_shrink=args.allow_shrink,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+
+
+def _outcomes_table(outcomes: Sequence["MonthOutcome"]) -> str:
+    """The months side by side: result, readings, quarantined cells, database step, peak RSS."""
+    rows = [("month", "result", "readings", "quarantined", "database s", "peak MB")]
+    rows += [
+        (
+            o.month,
+            "ok" if o.success else "FAILED",
+            f"{o.readings:,}",
+            f"{o.quarantined:,}",
+            f"{o.database_s:.1f}",
+            f"{o.peak_rss_mb:.0f}",
+        )
+        for o in outcomes
+    ]
+    rows.append(
+        (
+            "total",
+            f"{sum(o.success for o in outcomes)}/{len(outcomes)} ok",
+            f"{sum(o.readings for o in outcomes):,}",
+            f"{sum(o.quarantined for o in outcomes):,}",
+            f"{sum(o.database_s for o in outcomes):.1f}",
+            f"{max(o.peak_rss_mb for o in outcomes):.0f}",
+        )
     )
-    failed = [o.month for o in outcomes if not o.success]
-    details = "" if args.verbose else f" (details: --verbose, the run in the UI, or {_logs()})"
-    print(
-        f"{len(outcomes) - len(failed)} of {len(outcomes)} month(s) loaded"
-        + (f"; failed: {', '.join(failed)}{details}" if failed else "")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
     )
-    if args.sample and not failed:
-        print(sample.EXPECTED_FINDINGS)
-    return 1 if failed else 0
+
+
+def _outcomes_json(outcomes: Sequence["MonthOutcome"]) -> dict[str, object]:
+    """What `load --json` prints: per month the outcome, then the failed months."""
+    return {
+        "months": [
+            {
+                "month": o.month,
+                "success": o.success,
+                "run_id": o.run_id,
+                "summary": o.summary,
+                "readings": o.readings,
+                "quarantined": o.quarantined,
+                "database_s": o.database_s,
+                "peak_rss_mb": round(o.peak_rss_mb, 1),
+                "warnings": list(o.warnings),
+            }
+            for o in outcomes
+        ],
+        "failed": [o.month for o in outcomes if not o.success],
+    }
 
 
 def _logs() -> str:
@@ -381,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument(
         "--verbose", action="store_true", help="Dagster's output and traces on the terminal"
+    )
+    load.add_argument(
+        "--json", action="store_true", help="print one JSON document of the outcomes, for scripts"
     )
     load.set_defaults(handler=_load)
 

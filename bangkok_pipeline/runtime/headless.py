@@ -77,6 +77,9 @@ class MonthOutcome:
     peak_rss_mb: float
     warnings: tuple[str, ...] = ()  # one line each, from the run's warning logs
     detail: str = ""  # the trace behind a failure, for --verbose
+    readings: int = 0  # loaded, with the next two from the load log (0 when it failed)
+    quarantined: int = 0
+    database_s: float = 0.0
 
 
 class Interrupted(BaseException):
@@ -235,29 +238,40 @@ def _run_month(request: _MonthRequest) -> MonthOutcome:
         )
         warnings = _warnings(instance, result.run_id)
     server = describe(request.database_url)
+    figures: tuple[int, int, float] = (0, 0, 0.0)
     if result.success:
         try:
-            summary, detail = _summary(request.database_url, result.run_id), ""
+            summary, figures = _summary(request.database_url, result.run_id)
+            detail = ""
         except psycopg.Error as error:
             cause = summarize(exception_links(error), server)
             summary, detail = f"loaded (no summary: {cause})", traceback.format_exc()
     else:
         summary, detail = _failure(result, server)
     return MonthOutcome(
-        request.month, result.success, result.run_id, summary, _peak_mb(), warnings, detail
+        request.month,
+        result.success,
+        result.run_id,
+        summary,
+        _peak_mb(),
+        warnings,
+        detail,
+        *figures,
     )
 
 
-def _summary(database_url: str, run_id: str) -> str:
+def _summary(database_url: str, run_id: str) -> tuple[str, tuple[int, int, float]]:
+    """The load's line, and its readings, quarantined cells and database seconds."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute(query("select_load_summary"), {"run_id": run_id}).fetchone()
     if row is None:
-        return "no load recorded"
+        return "no load recorded", (0, 0, 0.0)
     loaded, quarantined, lines, seconds = row
-    return (
+    line = (
         f"{loaded:,} readings loaded, {quarantined:,} quarantined, from {lines:,} lines "
         f"(database step {float(seconds):.1f} s)"
     )
+    return line, (int(loaded), int(quarantined), float(seconds))
 
 
 def _error_links(error: SerializableErrorInfo | None) -> list[Link]:
@@ -287,6 +301,7 @@ def _failure(result: dg.ExecuteInProcessResult, server: str) -> tuple[str, str]:
 
 
 # Dagster's warning for each step after a failed one: the failure's line already says it all.
+_PROGRESS_POLL_S = 0.5
 _SKIPPED_AFTER_FAILURE = re.compile(r"Dependencies for step \S+ (failed|were not executed)")
 
 
@@ -351,8 +366,11 @@ def _allocator_environment() -> Iterator[None]:
             os.environ.pop(name, None)
 
 
-def _in_child(context: SpawnContext, request: _MonthRequest) -> MonthOutcome:
-    """Run one month in a fresh child process; on any exception here, stop the child first."""
+def _in_child(
+    context: SpawnContext, request: _MonthRequest, step: Callable[[str], None] | None = None
+) -> MonthOutcome:
+    """Run one month in a fresh child process; on any exception here, stop the child first.
+    `step` is told the name of each step the run starts, as it starts (from Dagster's storage)."""
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
         target=_month_process,
@@ -363,6 +381,8 @@ def _in_child(context: SpawnContext, request: _MonthRequest) -> MonthOutcome:
         with _sigint_blocked(), _allocator_environment():
             process.start()
         sender.close()
+        if step is not None and request.storage is not None:
+            _follow_steps(request.storage, request.run_id, receiver, step)
         try:
             outcome: MonthOutcome = receiver.recv()
         except EOFError:
@@ -382,6 +402,23 @@ def _in_child(context: SpawnContext, request: _MonthRequest) -> MonthOutcome:
         raise
     finally:
         receiver.close()
+
+
+def _follow_steps(
+    storage: DagsterStorage, run_id: str, receiver: Connection, step: Callable[[str], None]
+) -> None:
+    """Until the child has answered, report each step the run starts (polled twice a second)."""
+    seen: set[str] = set()
+    with suppress(Exception), open_instance(storage) as instance:  # progress is extra
+        while not receiver.poll(_PROGRESS_POLL_S):
+            records = instance.get_records_for_run(
+                run_id, of_type=dg.DagsterEventType.STEP_START
+            ).records
+            for record in records:
+                key = record.event_log_entry.step_key
+                if key and key not in seen:
+                    seen.add(key)
+                    step(key)
 
 
 def _server_answers(database_url: str) -> bool:
@@ -414,9 +451,11 @@ def materialize_months(
     report: Callable[[MonthOutcome], None] = lambda outcome: None,
     verbose: bool = False,
     allow_shrink: bool = False,
+    progress: Callable[[str, str], None] | None = None,
 ) -> list[MonthOutcome]:
     """Run `ingest_month` for each month in order, each in a fresh child process reading
-    `source`, on the Dagster instance of `storage` (None: an ephemeral one); report each.
+    `source`, on the Dagster instance of `storage` (None: an ephemeral one); report each, and
+    tell `progress` (month, step) as each step starts (needs `storage`).
 
     After a failed month, runs whose process is gone are swept, so that a later month never waits
     for the pool slot of a dead one. `Interrupted` (see `interruptible()`) stops the child, marks
@@ -434,8 +473,9 @@ def materialize_months(
             str(source),
             allow_shrink,
         )
+        step = None if progress is None else (lambda key, month=month: progress(month, key))
         try:
-            outcome = _in_child(context, request)
+            outcome = _in_child(context, request, step)
         except Interrupted as stop:
             with _signals_ignored():
                 loaded = _committed(database_url, request.run_id)
