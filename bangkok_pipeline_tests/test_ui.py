@@ -131,6 +131,23 @@ class Pages:
         self._shoot(name)
         return body()
 
+    def show_markdown(self, key: str) -> None:
+        """Open the Markdown of metadata entry `key` on the page shown (the UI's dialog), wait
+        for its images to load, screenshot it."""
+        link = self.driver.find_element(
+            By.XPATH,
+            f"//*[normalize-space(text())='{key}']/following::*[contains(text(),'Show Markdown')]",
+        )
+        link.click()
+        WebDriverWait(self.driver, PAGE_TIMEOUT_S).until(
+            lambda driver: driver.execute_script(
+                "const images = [...document.querySelectorAll('img')]"
+                ".filter(i => i.src.startsWith('data:image/'));"
+                "return images.length > 0 && images.every(i => i.complete);"
+            )
+        )
+        self._shoot(f"{key}-markdown")
+
     def _shoot(self, name: str) -> None:
         target = self.shots / f"{len(self.saved) + 1:02d}-{name}.png"
         self.driver.save_screenshot(str(target))
@@ -214,6 +231,19 @@ def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended
             "/assets/sensor_readings?view=checks&checkDetail=reconciliation",
             ["reconciliation\nSucceeded", "This is a blocking asset check", "Passed", MONTH],
         )
+        pages.expect(
+            "sensor-readings-coverage",
+            "/assets/sensor_readings?view=checks&checkDetail=coverage",
+            ["coverage", "heatmap", "least_complete_sensors"],
+        )
+        pages.show_markdown("heatmap")
+        heatmaps = browser.execute_script(
+            "return [...document.querySelectorAll('img')]"
+            ".filter(i => i.src.startsWith('data:image/png;base64,'))"
+            ".map(i => [i.naturalWidth, i.naturalHeight, i.alt])"
+        )
+        assert heatmaps and heatmaps[0][0] > 0 and heatmaps[0][1] > 0, heatmaps  # decoded
+        assert heatmaps[0][2] == f"coverage of {MONTH}: sensors x days"
         assert defs.sensors is not None and defs.schedules is not None
         automations = [s.name for s in defs.sensors] + [s.name for s in defs.schedules]
         assert {"source_files_sensor", "nightly_ingest_schedule"} <= set(automations)

@@ -2,11 +2,13 @@
 
 from dataclasses import dataclass
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.transform.days import SLOTS
 from bangkok_pipeline.transform.fingerprint import database_fingerprints, mismatched_sensors
 from bangkok_pipeline.warehouse import compression, partitions
 from bangkok_pipeline.warehouse.partitions import DAILY, DAYS, HOURLY
@@ -73,6 +75,21 @@ def coverage(conn: psycopg.Connection, month: Month) -> list[SensorCoverage]:
     """Present vs expected minutes and gap segments of every sensor of the month."""
     rows = conn.execute(query("select_coverage"), {"month": month}).fetchall()
     return [SensorCoverage(*row) for row in rows]
+
+
+def daily_minutes(conn: psycopg.Connection, month: Month) -> tuple[list[int], np.ndarray]:
+    """The month's sensors (ids, ascending) and, per sensor and day, the share of its 1,440
+    minutes present (0 for a day without readings)."""
+    first_day, next_month = month.first_day, month.next().first_day
+    rows = conn.execute(
+        query("select_daily_minutes"), {"first_day": first_day, "next_month": next_month}
+    ).fetchall()
+    sensors = sorted({int(sensor) for sensor, _, _ in rows})
+    index = {sensor: i for i, sensor in enumerate(sensors)}
+    shares = np.zeros((len(sensors), (next_month - first_day).days))
+    for sensor, day, present in rows:
+        shares[index[int(sensor)], (day - first_day).days] = present / SLOTS
+    return sensors, shares
 
 
 def aggregate_mismatches(

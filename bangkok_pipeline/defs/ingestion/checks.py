@@ -6,6 +6,7 @@ from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.defs.ingestion.assets import HOURLY, READINGS
 from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
 from bangkok_pipeline.defs.resources import PostgresResource
+from bangkok_pipeline.transform import heatmap
 from bangkok_pipeline.warehouse import access, quality
 from bangkok_pipeline.warehouse.partitions import TABLES
 
@@ -47,6 +48,7 @@ def coverage(
     month = Month.parse(context.partition_key)
     with database.connection() as conn:
         sensors = quality.coverage(conn, month)
+        ids, shares = quality.daily_minutes(conn, month)
     present = sum(s.present for s in sensors)
     expected = sum(s.expected for s in sensors)
     worst = sorted(sensors, key=lambda s: s.completeness)[:15]
@@ -70,6 +72,9 @@ def coverage(
             "gap_segments": sum(s.gaps for s in sensors),
             "sensors_below_90pct": len(low),
             "least_complete_sensors": dg.MetadataValue.md(table),
+            "heatmap": dg.MetadataValue.md(
+                heatmap.markdown(shares, ids, f"coverage of {month}: sensors x days")
+            ),
         },
     )
 
