@@ -407,18 +407,29 @@ def _in_child(
 def _follow_steps(
     storage: DagsterStorage, run_id: str, receiver: Connection, step: Callable[[str], None]
 ) -> None:
-    """Until the child has answered, report each step the run starts (polled twice a second)."""
+    """Until the child has answered, report each step the run starts (polled twice a second).
+
+    Progress is extra: the first error ends it, and Dagster's warnings while it retries a lost
+    connection are silenced (the month's own line reports a server that went away)."""
+    logging.disable(logging.WARNING)
+    try:
+        with suppress(Exception), open_instance(storage) as instance:
+            _poll_steps(instance, run_id, receiver, step)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _poll_steps(
+    instance: dg.DagsterInstance, run_id: str, receiver: Connection, step: Callable[[str], None]
+) -> None:
     seen: set[str] = set()
-    with suppress(Exception), open_instance(storage) as instance:  # progress is extra
-        while not receiver.poll(_PROGRESS_POLL_S):
-            records = instance.get_records_for_run(
-                run_id, of_type=dg.DagsterEventType.STEP_START
-            ).records
-            for record in records:
-                key = record.event_log_entry.step_key
-                if key and key not in seen:
-                    seen.add(key)
-                    step(key)
+    while not receiver.poll(_PROGRESS_POLL_S):
+        records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START)
+        for record in records.records:
+            key = record.event_log_entry.step_key
+            if key and key not in seen:
+                seen.add(key)
+                step(key)
 
 
 def _server_answers(database_url: str) -> bool:
