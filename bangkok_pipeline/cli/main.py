@@ -191,7 +191,15 @@ def _materialize(args: argparse.Namespace) -> list["MonthOutcome"]:
     else:
         source = _source(args.source)
         source_files(source)  # refuses, naming what it holds, a folder without CU-BEMS files
-        months = parse_months(args.months) if args.months else _months_with_data(source)
+        asked = parse_months(args.months) if args.months else None  # a bad range: said first
+        found = _months_with_data(source)
+        months = found if asked is None else asked
+        without = [str(m) for m in months if m not in found]
+        if without:  # refused before Dagster starts: one line, nothing loaded
+            raise IngestError(
+                f"no source lines for {', '.join(without)} in {source} (its files hold "
+                f"{', '.join(str(m) for m in found)}): nothing was loaded"
+            )
     url = _prepare()
     storage = dagster_storage(url)
     _sweep(storage)

@@ -271,3 +271,16 @@ def test_the_embedded_server_refuses_a_platform_it_cannot_run_on_in_one_line() -
     problem = platform_problem("win32")
     assert problem is not None and "\n" not in problem
     assert "Linux and macOS" in problem and "DATABASE_URL" in problem
+
+
+def test_load_refuses_months_without_source_lines_in_one_line_before_anything_runs(
+    tiny_source: Path, tmp_path: Path
+) -> None:
+    env = {"BANGKOK_HOME": str(tmp_path / "home"), "DATABASE_URL": ""}
+    result = _cli("load", "--source", str(tiny_source), "--months", "2019-03..2019-05", env=env)
+    assert result.returncode == 1 and not result.stdout
+    assert result.stderr.strip() == (
+        f"error: no source lines for 2019-04, 2019-05 in {tiny_source} (its files hold "
+        "2019-02, 2019-03): nothing was loaded"
+    )
+    assert not (tmp_path / "home").exists()  # no server started, nothing written

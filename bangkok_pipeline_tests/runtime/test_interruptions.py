@@ -7,6 +7,7 @@ Dagster event log shows the step started. Then the command is killed or signalle
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -388,13 +389,22 @@ def test_sigterm_and_ctrl_c_stop_the_month_and_say_so(
 
 
 @pytest.mark.integration
-def test_a_failing_month_is_one_line_and_its_trace_only_with_verbose(home: Home) -> None:
-    args = home.load_args(month="2019-04")  # no source rows for it
+def test_a_failing_month_is_one_line_and_its_trace_only_with_verbose(
+    home: Home, tmp_path: Path
+) -> None:
+    broken = tmp_path / "source"  # the month's files, one header with an unnamed column
+    shutil.copytree(home.source, broken)
+    floor1 = broken / "2019Floor1.csv"
+    header, rest = floor1.read_bytes().split(b"\n", 1)
+    floor1.write_bytes(header + b",\n" + rest)
+    args = home.load_args(month="2019-04")
+    args[args.index("--source") + 1] = str(broken)
+    args[args.index("--months") + 1] = MONTH
     quiet = home.cli(*args)
     assert quiet.returncode == 1
     fails = [line for line in quiet.stdout.splitlines() if line.startswith("FAIL")]
-    assert len(fails) == 1 and fails[0].startswith("FAIL 2019-04: step raw_readings failed: ")
-    assert "2019-04" in fails[0].removeprefix("FAIL 2019-04")
+    assert len(fails) == 1 and fails[0].startswith(f"FAIL {MONTH}: step raw_readings failed: ")
+    assert "2019Floor1.csv line 1: column" in fails[0] and "has no name" in fails[0]
     assert "details: --verbose" in quiet.stdout.splitlines()[-1]
     assert "Dependencies for step" not in quiet.stdout  # the steps skipped after the failure
     assert not quiet.stderr.strip(), quiet.stderr
