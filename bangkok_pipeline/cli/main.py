@@ -8,6 +8,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext, redirect_stdout
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -279,22 +280,9 @@ def _outcomes_table(outcomes: Sequence["MonthOutcome"]) -> str:
 
 
 def _outcomes_json(outcomes: Sequence["MonthOutcome"]) -> dict[str, object]:
-    """What `load --json` prints: per month the outcome, then the failed months."""
+    """What `load --json` prints: per month its outcome (not the trace), then the failed months."""
     return {
-        "months": [
-            {
-                "month": o.month,
-                "success": o.success,
-                "run_id": o.run_id,
-                "summary": o.summary,
-                "readings": o.readings,
-                "quarantined": o.quarantined,
-                "database_s": o.database_s,
-                "peak_rss_mb": round(o.peak_rss_mb, 1),
-                "warnings": list(o.warnings),
-            }
-            for o in outcomes
-        ],
+        "months": [{k: v for k, v in asdict(o).items() if k != "detail"} for o in outcomes],
         "failed": [o.month for o in outcomes if not o.success],
     }
 

@@ -81,21 +81,21 @@ def exclusive(lock_file: Path) -> Iterator[None]:
     """Hold an exclusive lock on `lock_file` (created if missing) against other processes; the
     kernel releases it if the holder dies, so a crash never leaves it held."""
     with open(lock_file, "a") as handle:
-        if sys.platform == "win32":  # not a supported platform (README), but no ImportError
-            import msvcrt
-
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-            try:
-                yield
-            finally:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-            return
-        import fcntl
-
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        _lock(handle.fileno(), hold=True)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            _lock(handle.fileno(), hold=False)
+
+
+def _lock(fd: int, hold: bool) -> None:
+    """Take or release the whole-file lock of `fd` (blocking)."""
+    if sys.platform == "win32":  # not a supported platform (README), but no ImportError
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_LOCK if hold else msvcrt.LK_UNLCK, 1)
+        return
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_EX if hold else fcntl.LOCK_UN)

@@ -300,8 +300,8 @@ def _failure(result: dg.ExecuteInProcessResult, server: str) -> tuple[str, str]:
     return "failed", ""
 
 
-# Dagster's warning for each step after a failed one: the failure's line already says it all.
 _PROGRESS_POLL_S = 0.5
+# Dagster's warning for each step after a failed one: the failure's line already says it all.
 _SKIPPED_AFTER_FAILURE = re.compile(r"Dependencies for step \S+ (failed|were not executed)")
 
 

@@ -21,14 +21,14 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from bangkok_pipeline.core.files import exclusive
+from bangkok_pipeline.core.files import exclusive, replacing_file
 from bangkok_pipeline.source.files import (
     LINE_NO,
     SourceText,
@@ -86,7 +86,8 @@ class SourceCache:
                 return FileState(**stored["state"])
             state = read_file_state(path, year)
             if _version(path) == before:
-                _write_json(memo, {"version": before, "state": asdict(state)})
+                with suppress(OSError), replacing_file(memo) as part:  # a memo is only faster
+                    part.write_text(json.dumps({"version": before, "state": asdict(state)}))
             return state
 
     def month(self, path: Path, state: FileState, month: str) -> tuple[FileFacts, pl.DataFrame]:
@@ -153,17 +154,6 @@ def _version(path: Path) -> list[int]:
     """What identifies one version of a file's bytes without reading them."""
     stat = path.stat()
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """`data` into `path` whole (a rename of a file private to this writer), or not at all."""
-    part = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part.write_text(json.dumps(data))
-        os.replace(part, path)
-    except OSError:
-        part.unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> Any:

@@ -47,11 +47,11 @@ def png(rgb: np.ndarray, scale: int = 1) -> bytes:
 
 def markdown(shares: np.ndarray, sensor_ids: list[int], caption: str, scale: int = 4) -> str:
     """A Markdown image (data URI) of the heatmap, with a line saying how to read it."""
+    if not sensor_ids:
+        return f"{caption}: no sensor"
     data = base64.b64encode(png(colours(shares), scale)).decode()
     return (
         f"![{caption}](data:image/png;base64,{data})\n\n"
         f"Rows: sensors {sensor_ids[0]}..{sensor_ids[-1]} ({len(sensor_ids)}); columns: days. "
         "Green: every minute of the day present, yellow: half, red: none."
-        if sensor_ids
-        else f"{caption}: no sensor"
     )
