@@ -68,11 +68,16 @@ def _all_months() -> str:
 def _generate(args: argparse.Namespace) -> int:
     months = parse_months(args.months or _all_months())
     manifest = generate(
-        Path(args.out), months, seed=args.seed, defects=args.defects, progress=not args.quiet
+        Path(args.out),
+        months,
+        seed=args.seed,
+        defects=args.defects,
+        progress=not args.quiet,
+        add=args.add,
     )
     total = sum(month["valid_readings"] for month in manifest["totals"].values())
     print(
-        f"wrote {len(manifest['files'])} files for {len(months)} month(s) to {args.out} "
+        f"{len(manifest['files'])} files for {len(manifest['months'])} month(s) in {args.out} "
         f"({total:,} valid readings; manifest.json beside them)"
     )
     return 0
@@ -449,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=42)
     generate.add_argument(
         "--defects", action="store_true", help="inject every real-world defect kind at small rates"
+    )
+    generate.add_argument(
+        "--add",
+        action="store_true",
+        help="keep the months already in --out (same --seed and --defects); files that come out "
+        "the same are left untouched",
     )
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(handler=_generate)

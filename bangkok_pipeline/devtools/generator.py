@@ -44,6 +44,7 @@ from bangkok_pipeline.source.layout import (
     file_name,
     floor_columns,
     parse_column,
+    parse_file_name,
 )
 
 BOM = b"\xef\xbb\xbf"
@@ -98,13 +99,17 @@ def generate(
     seed: int = 42,
     defects: bool = False,
     progress: bool = False,
+    add: bool = False,
 ) -> dict:
     """Write `{year}Floor{n}.csv` (n = 1..7) for the requested months, and `manifest.json`.
 
     Files of a year hold only the requested months of that year, in time order, and replace any
-    existing files of the same name. Returns the manifest. Without defects a month's rows depend
-    only on (seed, month, floor), so months generated separately come out identical; with defects,
-    the new column's start and the truncated last line also depend on the months of its year.
+    existing files of the same name; with `add`, the months already in `out` (its manifest, same
+    seed and defects) are kept, so the files hold both. A file whose bytes come out the same is
+    left untouched, and a year whose months are unchanged is not generated again. A month's rows
+    depend only on (seed, month, floor, defects), so a month comes out the same whatever else is
+    generated with it; only the month that ends a file with an unfinished line (`--defects`)
+    changes when later months follow it, as a logger's file does when it finishes the line.
 
     Manifest, per file and month: `rows` data lines attributed to the month (a line without a
     valid timestamp belongs to the month of the nearest valid line before it); `valid_readings`
@@ -116,6 +121,9 @@ def generate(
     chosen = _months(months)
     out = Path(out)
     _prepare(out)
+    previous = _previous(out, seed, defects) if add else None
+    if previous is not None:
+        chosen = sorted(set(chosen) | {Month.parse(m) for m in previous["months"]})
     manifest: dict = {
         "seed": seed,
         "with_defects": defects,
@@ -129,9 +137,11 @@ def generate(
     )
     try:
         for year in sorted({m.year for m in chosen}):
-            _write_year(
-                out, year, [m for m in chosen if m.year == year], seed, defects, manifest, bar
-            )
+            of_year = [m for m in chosen if m.year == year]
+            if previous is not None and _keep_year(out, previous, year, of_year, manifest):
+                bar.update(len(of_year) * len(FLOORS))
+                continue
+            _write_year(out, year, of_year, seed, defects, manifest, bar)
         manifest["defects"].sort(key=lambda d: (d["file"], d["line"] or 0))
         manifest["totals"] = _totals(manifest["files"])
         _write_atomic(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
@@ -140,6 +150,48 @@ def generate(
     finally:
         bar.close()
     return manifest
+
+
+def _previous(out: Path, seed: int, defects: bool) -> dict | None:
+    """The manifest of the stand-in files already in `out`, if they match `seed` and `defects`."""
+    path = out / MANIFEST
+    if not path.is_file():
+        if any(parse_file_name(p.name) for p in out.iterdir()):
+            raise GeneratorError(
+                f"{out} holds CU-BEMS files but no {MANIFEST}: nothing known to add to"
+            )
+        return None
+    try:
+        previous = json.loads(path.read_text())
+        found = (previous["seed"], previous["with_defects"], previous["months"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise GeneratorError(f"{path} is not a generator manifest: {error}") from error
+    if found[:2] != (seed, defects):
+        given = f"--seed {found[0]}" + (" --defects" if found[1] else " without --defects")
+        raise GeneratorError(f"{out} was generated with {given}; add months with the same options")
+    return previous
+
+
+def _keep_year(out: Path, previous: dict, year: int, months: list[Month], manifest: dict) -> bool:
+    """Carry a year over from the previous manifest if its months and its files are unchanged."""
+    if [m for m in previous["months"] if m.startswith(f"{year:04d}-")] != [str(m) for m in months]:
+        return False
+    names = [file_name(year, floor) for floor in FLOORS]
+    entries = {name: previous["files"].get(name) for name in names}
+    if any(e is None or _sha256(out / n) != e["sha256"] for n, e in entries.items()):
+        return False
+    manifest["files"].update(entries)
+    manifest["defects"] += [d for d in previous["defects"] if d["file"] in entries]
+    return True
+
+
+def _sha256(path: Path) -> str | None:
+    """The file's SHA-256, or None if it is missing."""
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def _months(months: list[Month]) -> list[Month]:
@@ -166,6 +218,11 @@ def _prepare(out: Path) -> None:
         raise GeneratorError(f"cannot write to {out}: {error.strerror or error}") from error
 
 
+def _minute_of(month: Month) -> int:
+    """Minutes from the epoch to the month's first minute (local time, as the files are)."""
+    return int(np.datetime64(month.first_day, "m").astype(np.int64))
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     part = path.with_name(f".{path.name}.part")
     part.write_bytes(data)
@@ -174,12 +231,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _file_specs(year: int, months: list[Month], seed: int, defects: bool) -> dict[int, _FileSpec]:
     kinds = dfx.plan_files(seed, year) if defects else {}
-    sizes = [m.minutes for m in months]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    cutoff = sum(sizes) // 3  # a new sensor appears a third of the way into the file
-    new_from = {
-        m: int(np.clip(cutoff - s, 0, n)) for m, s, n in zip(months, starts, sizes, strict=True)
-    }
+    first = max(Month(year, 1), Month.parse(DATA_FIRST_MONTH))
+    installed = _minute_of(first) + first.minutes // 3  # a third of the way into its first month
+    new_from = {m: int(np.clip(installed - _minute_of(m), 0, m.minutes)) for m in months}
     specs = {}
     for floor in FLOORS:
         layout = floor_columns(floor)
@@ -213,8 +267,12 @@ class _Writer:
         self.lines += lines
 
     def commit(self) -> None:
+        """Move the file into place, or leave an identical one as it is (its mtime too)."""
         self.handle.close()
-        os.replace(self.part, self.path)
+        if _sha256(self.path) == self.sha256.hexdigest():
+            self.part.unlink()
+        else:
+            os.replace(self.part, self.path)
 
     def abort(self) -> None:
         self.handle.close()

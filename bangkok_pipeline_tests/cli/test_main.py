@@ -88,6 +88,19 @@ def test_generate_refuses_an_unwritable_out(
     assert "error: " in capsys.readouterr().err
 
 
+def test_generate_add_refuses_other_options_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"seed": 42, "with_defects": true, "months": ["2018-07"]}')
+    assert run(["generate", "--out", str(tmp_path), "--months", "2018-08", "--add"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path} was generated with --seed 42 --defects; add months with the same "
+        "options"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
 def _private(home: Path) -> list[str]:
     """Paths under `home` that other users could read or write (the server's data directory
     aside, which PostgreSQL keeps 0700 itself; directories may keep the search bit that lets the

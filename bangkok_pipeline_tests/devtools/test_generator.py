@@ -8,6 +8,7 @@ import csv
 import datetime
 import hashlib
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.devtools.defects import FILE_KINDS, KINDS
 from bangkok_pipeline.devtools.generator import BOM, GeneratorError, generate
 from bangkok_pipeline.source.layout import FLOORS, file_name, floor_columns, parse_column
+from bangkok_pipeline.source.state import DirectoryState, scan_directory
 
 JULY = Month(2018, 7)
 AUGUST = Month(2018, 8)
@@ -271,14 +273,62 @@ def test_every_defect_kind_appears(defective: Generated) -> None:
     assert parse_column(unknown["floor"], unknown["unknown_columns"][0]) is None
 
 
-def test_new_column_starts_empty_then_reads(defective: Generated) -> None:
-    out, manifest = defective
-    name = next(d["file"] for d in manifest["defects"] if d["kind"] == "new_column")
-    lines, _ = _lines(out / name)
-    cells = [line.split(",")[-1] for line in lines[1:] if line.count(",") == lines[0].count(",")]
-    first = next(i for i, cell in enumerate(cells) if cell)
-    assert 0.3 < first / len(cells) < 0.37
-    assert sum(map(bool, cells[first:])) / len(cells[first:]) > 0.98
+def test_new_column_starts_a_third_into_its_years_first_month(
+    defective: Generated, tmp_path: Path
+) -> None:
+    """The new sensor's start is a fixed minute (11 January 2019 here): whatever months are
+    generated, a month's cells do not depend on the others."""
+
+    def cells(out: Path, manifest: dict) -> list[str]:
+        name = next(d["file"] for d in manifest["defects"] if d["kind"] == "new_column")
+        lines, _ = _lines(out / name)
+        width = lines[0].count(",")
+        return [line.split(",")[-1] for line in lines[1:] if line.count(",") == width]
+
+    january = cells(tmp_path, generate(tmp_path, [Month(2019, 1)], seed=SEED, defects=True))
+    first = next(i for i, cell in enumerate(january) if cell)
+    assert 0.3 < first / len(january) < 0.37
+    assert sum(map(bool, january[first:])) / len(january[first:]) > 0.98
+    february = cells(*defective)
+    assert sum(map(bool, february)) / len(february) > 0.98
+
+
+def test_adding_months_leaves_the_months_already_there(
+    clean: Generated, defective: Generated, tmp_path: Path
+) -> None:
+    """`add` keeps what a folder holds: the source sensor sees only the new months change, and
+    the month whose file ended in an unfinished line (the logger finished it)."""
+    limit = 10**12
+    plain = tmp_path / "plain"
+    shutil.copytree(clean[0], plain)
+    before = scan_directory(plain, DirectoryState(), limit).state
+    added = generate(plain, [AUGUST], seed=SEED, add=True)
+    assert added["months"] == ["2018-07", "2018-08"]
+    assert scan_directory(plain, before, limit).changed.keys() == {"2018-08"}
+
+    out = tmp_path / "defective"
+    shutil.copytree(defective[0], out)
+    before = scan_directory(out, DirectoryState(), limit).state
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("2019Floor*.csv")}
+    december = generate(out, [Month(2018, 12)], seed=SEED, defects=True, add=True)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("2019Floor*.csv")} == mtimes
+    after = scan_directory(out, before, limit)
+    assert after.changed.keys() == {"2018-12"}
+    manifest = generate(out, [Month(2019, 3)], seed=SEED, defects=True, add=True)
+    assert manifest["months"] == ["2018-12", "2019-02", "2019-03"]
+    assert scan_directory(out, after.state, limit).changed.keys() == {"2019-02", "2019-03"}
+    unfinished = {d["month"] for d in manifest["defects"] if d["kind"] == "truncated_last_line"}
+    assert unfinished == {"2018-12", "2019-03"}  # each year's last month
+    assert manifest["totals"]["2018-12"] == december["totals"]["2018-12"]
+    assert [d for d in manifest["defects"] if d["file"].startswith("2018")] == [
+        d for d in december["defects"] if d["file"].startswith("2018")
+    ]
+
+    with pytest.raises(GeneratorError, match=r"generated with --seed 7 --defects; add months"):
+        generate(out, [Month(2019, 4)], seed=SEED + 1, defects=True, add=True)
+    (out / "manifest.json").unlink()
+    with pytest.raises(GeneratorError, match="holds CU-BEMS files but no manifest.json"):
+        generate(out, [Month(2019, 4)], seed=SEED, defects=True, add=True)
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(
