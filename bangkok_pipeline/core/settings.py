@@ -113,6 +113,12 @@ def dagster_storage_url() -> str | None:
     return _env("BANGKOK_DAGSTER_PG_URL")
 
 
+def layers_url() -> str | None:
+    """Object storage that steps hand their file layers over through (`BANGKOK_LAYERS_URL`, e.g.
+    `s3://bucket/prefix`); unset: the folder BANGKOK_HOME/layers."""
+    return _env("BANGKOK_LAYERS_URL")
+
+
 def max_source_bytes() -> int:
     """Source files larger than this are reported and skipped (`BANGKOK_MAX_SOURCE_BYTES`)."""
     return _whole("BANGKOK_MAX_SOURCE_BYTES", 2 * 1024**3, "a size in bytes")

@@ -11,12 +11,21 @@ private folders of finished runs of the month are removed.
 sensor and time), `quarantine.parquet`, `fingerprints.parquet`, `coverage.parquet`,
 `gaps.parquet` and `summary.json`. A layer is replaced whole: written to a temporary folder and
 renamed. Folders are created private (0700).
+
+With a layers URL (`BANGKOK_LAYERS_URL`, e.g. `s3://bucket/prefix`), steps share no disk: each
+step works in a scratch folder of its own (removed when it ends), uploads the layer it writes to
+`<url>/runs/<month>/<run_id>/<layer>/` (whole or not at all: `core.object_store`) and downloads
+the layers it reads. Publishing writes `<url>/published/<month>/<layer>`, a pointer naming the run
+whose prefix holds the month's current layer; prefixes no pointer names are removed with the
+month's finished runs. The source cache stays on the step's machine (`BANGKOK_HOME`).
 """
 
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +36,7 @@ import pyarrow.parquet as pq
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.files import replace_dir, replacing_dir
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.core.object_store import ObjectStore
 
 LAYERS = ("raw", "validated")
 
@@ -54,39 +64,71 @@ class RunLayers:
     published layer instead.
     """
 
-    root: Path  # BANGKOK_HOME/layers
+    root: Path  # BANGKOK_HOME/layers; with `store`, this step's scratch folder
     month: Month
     run_id: str
     lineage: tuple[str, ...] = ()
     published_fallback: bool = False
+    store: ObjectStore | None = None  # where layers are handed over, if not under `root`
+    cache: Path | None = None  # the source cache, if not under `root`
 
     def _run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / self.month.key / run_id
 
+    def _key(self, run_id: str, layer: str) -> str:
+        return f"runs/{self.month.key}/{run_id}/{layer}"
+
+    def _pointer(self, layer: str) -> str:
+        return f"published/{self.month.key}/{layer}"
+
     @property
     def source_cache(self) -> Path:
         """Where year files are kept split by month (`source.cache`), beside the layers."""
-        return self.root / "source-cache"
+        return self.cache or self.root / "source-cache"
 
     def write_dir(self, layer: str) -> Path:
         return self._run_dir(self.run_id) / layer
 
+    @contextmanager
+    def writing(self, layer: str) -> Iterator[Path]:
+        """An empty folder for this run's `layer`; when the block succeeds it becomes the layer
+        (and, with a store, is uploaded whole)."""
+        with replacing_dir(self.write_dir(layer)) as folder:
+            yield folder
+        if self.store is not None:
+            self.store.upload(self.write_dir(layer), self._key(self.run_id, layer))
+
     def read_dir(self, layer: str) -> Path:
         """This run's layer, else the nearest re-executed run's, else (with `published_fallback`)
         a snapshot of the published one. Raises `LayerMissing` naming the step to materialize."""
-        for run_id in (self.run_id, *self.lineage):
-            candidate = self._run_dir(run_id) / layer
-            if candidate.is_dir():
-                return candidate
-        published = self.root / layer / self.month.key
-        if self.published_fallback and published.is_dir():
-            return self._snapshot(layer, published)
+        owner = self._owner(layer)
+        if owner is not None:
+            local = self._run_dir(owner) / layer
+            if local.is_dir() or self.store is None:
+                return local
+            return self.store.download(self._key(owner, layer), local)
+        if self.published_fallback:
+            if self.store is not None:
+                published = self.store.read_text(self._pointer(layer))
+                if published and self.store.complete(self._key(published, layer)):
+                    return self.store.download(self._key(published, layer), self.write_dir(layer))
+            elif (self.root / layer / self.month.key).is_dir():
+                return self._snapshot(layer, self.root / layer / self.month.key)
         upstream = "raw_readings" if layer == "raw" else "validated_readings"
         raise LayerMissing(
             f"no {layer} layer of {self.month} for run {self.run_id}"
             + (f" or the runs it re-executes ({', '.join(self.lineage)})" if self.lineage else "")
             + f": materialize {upstream} for {self.month} in the same run (job ingest_month)"
         )
+
+    def _owner(self, layer: str) -> str | None:
+        """The run, of this one and those it re-executes, whose `layer` this run reads."""
+        for run_id in (self.run_id, *self.lineage):
+            if (self._run_dir(run_id) / layer).is_dir():
+                return run_id
+            if self.store is not None and self.store.complete(self._key(run_id, layer)):
+                return run_id
+        return None
 
     def _snapshot(self, layer: str, published: Path) -> Path:
         """Hard links to the published layer's files: a publish that replaces it meanwhile
@@ -100,6 +142,9 @@ class RunLayers:
         """Make this run's layers the month's current ones (call once its load is swapped in,
         under the month lock), then remove this run's folder and those of the month's runs that
         are not live (by default every other run counts as live)."""
+        if self.store is not None:
+            self._publish_to_store(self.store, is_live)
+            return
         for layer in LAYERS:
             try:
                 source = self.read_dir(layer)
@@ -110,6 +155,19 @@ class RunLayers:
         for folder in month_runs.iterdir() if month_runs.is_dir() else ():
             if folder.name == self.run_id or not is_live(folder.name):
                 shutil.rmtree(folder, ignore_errors=True)
+
+    def _publish_to_store(self, store: ObjectStore, is_live: Callable[[str], bool]) -> None:
+        published = set()
+        for layer in LAYERS:
+            owner = self._owner(layer)
+            if owner is not None:
+                store.write_text(self._pointer(layer), owner)
+            current = store.read_text(self._pointer(layer))
+            if current:
+                published.add(current)
+        for run_id in store.children(f"runs/{self.month.key}"):
+            if run_id not in published and (run_id == self.run_id or not is_live(run_id)):
+                store.remove(f"runs/{self.month.key}/{run_id}")
 
 
 def run_layers(
@@ -123,6 +181,33 @@ def run_layers(
     """The layers of one run of `month` under `root` (default: `home`/layers, `home` defaulting
     to BANGKOK_HOME)."""
     return RunLayers(root or layers_root(home), month, run_id, lineage, published_fallback)
+
+
+@contextmanager
+def step_layers(
+    month: Month,
+    run_id: str,
+    lineage: tuple[str, ...] = (),
+    published_fallback: bool = False,
+    root: Path | None = None,
+    url: str | None = None,
+) -> Iterator[RunLayers]:
+    """The layers one step of a run uses: under `root` (default BANGKOK_HOME/layers), or, with
+    `url`, handed over through object storage from a scratch folder removed when the step ends."""
+    if not url:
+        yield run_layers(month, run_id, lineage, published_fallback=published_fallback, root=root)
+        return
+    store = ObjectStore(url)
+    with tempfile.TemporaryDirectory(prefix="bangkok-step-") as scratch:
+        yield RunLayers(
+            Path(scratch),
+            month,
+            run_id,
+            lineage,
+            published_fallback,
+            store=store,
+            cache=layers_root() / "source-cache",
+        )
 
 
 def parquet_batches(path: Path, rows: int = 1_000_000) -> Iterator[pl.DataFrame]:

@@ -17,7 +17,6 @@ import psycopg
 import pyarrow.parquet as pq
 
 from bangkok_pipeline.core import settings
-from bangkok_pipeline.core.files import replacing_dir
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.source.cache import FileFacts, SourceCache
 from bangkok_pipeline.source.catalog import register_floor
@@ -146,7 +145,7 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
     result = RawMonth(month, skipped=skipped)
     states: dict[str, FileState] = {}
     pending: list[tuple[dict[str, object], int, list[Channel]]] = []
-    with replacing_dir(layers.write_dir("raw")) as folder:
+    with layers.writing("raw") as folder:
         for path in files:
             source_file = parse_file_name(path.name)
             assert source_file is not None
@@ -341,7 +340,7 @@ def validate_month(layers: RunLayers) -> ValidatedMonth:
     floor_present: dict[int, int] = {}
     floor_expected: dict[int, int] = {}
     bounds: list[object] = []
-    with replacing_dir(layers.write_dir("validated")) as folder:
+    with layers.writing("validated") as folder:
         writer = pq.ParquetWriter(
             folder / "readings.parquet",
             pl.DataFrame(schema=VALID_READINGS_SCHEMA).to_arrow().schema,

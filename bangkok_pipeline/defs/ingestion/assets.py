@@ -5,18 +5,20 @@ Grain of every asset: one Bangkok calendar month of the CU-BEMS files. The work 
 """
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import dagster as dg
 
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.core.object_store import ObjectStoreError
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.defs import OWNERS
 from bangkok_pipeline.defs.ingestion.partitions import month_backfill_policy, monthly_partitions
 from bangkok_pipeline.defs.ingestion.resources import DATABASE_RETRY_POLICY, LayersResource
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
-from bangkok_pipeline.transform.layers import LayerMissing, RunLayers, run_layers
+from bangkok_pipeline.transform.layers import LayerMissing, RunLayers
 from bangkok_pipeline.warehouse.ingest import (
     IngestError,
     extract_raw_month,
@@ -56,9 +58,10 @@ class LoadConfig(dg.Config):
     allow_shrink: bool = False  # let a reload remove more of a floor than BANGKOK_MAX_SHRINK_SHARE
 
 
+@contextmanager
 def _run_layers(
     context: dg.AssetExecutionContext, layers: LayersResource, upstream: dg.AssetKey | None = None
-) -> RunLayers:
+) -> Iterator[RunLayers]:
     """This run's layers of the month; a re-execution also reads the layers of its parents, and
     a run that does not materialize `upstream` at all reads the month's published layer."""
     lineage: list[str] = []
@@ -69,13 +72,13 @@ def _run_layers(
         parent = run.parent_run_id if run else None
     selection = context.run.asset_selection
     alone = upstream is not None and not lineage and selection is not None
-    return run_layers(
+    with layers.for_step(
         Month.parse(context.partition_key),
         context.run.run_id,
         tuple(lineage),
         published_fallback=alone and upstream not in (selection or ()),
-        root=layers.directory(),
-    )
+    ) as run:
+        yield run
 
 
 def _is_live(instance: dg.DagsterInstance) -> Callable[[str], bool]:
@@ -143,8 +146,8 @@ def raw_readings(
     layers: LayersResource,
 ) -> dg.MaterializeResult:
     try:
-        with database.connection(autocommit=True) as conn:
-            raw = extract_raw_month(conn, source.directory(), _run_layers(context, layers))
+        with database.connection(autocommit=True) as conn, _run_layers(context, layers) as run:
+            raw = extract_raw_month(conn, source.directory(), run)
     except IngestError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     except OSError as error:  # writing the layer (a full disk): retrying at once will not help
@@ -216,8 +219,9 @@ def validated_readings(
 ) -> dg.MaterializeResult:
     month = Month.parse(context.partition_key)
     try:
-        result = validate_month(_run_layers(context, layers, RAW))
-    except LayerMissing as error:
+        with _run_layers(context, layers, RAW) as run:
+            result = validate_month(run)
+    except (LayerMissing, ObjectStoreError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     share_ok = result.rejected_share <= config.max_rejected_share
     summary = (
@@ -309,11 +313,13 @@ def load_month_partitions(
 ) -> Iterator[dg.MaterializeResult]:
     """COPY the validated month into fresh tables and swap them in with its aggregates."""
     month = context.partition_key
-    run = _run_layers(context, layers, VALIDATED)
     shrink = ShrinkGuard(settings.max_shrink_share(), config.allow_shrink)
     try:
-        summary = validated_summary(run.read_dir("validated"))
-        with database.connection(autocommit=True) as conn:
+        with (
+            _run_layers(context, layers, VALIDATED) as run,
+            database.connection(autocommit=True) as conn,
+        ):
+            summary = validated_summary(run.read_dir("validated"))
             result = load_month(
                 conn,
                 run,
@@ -322,7 +328,7 @@ def load_month_partitions(
                 on_wait=context.log.warning,
                 keep_as_rows=settings.compress_after_months(),
             )
-    except (LayerMissing, ReconciliationError, ShrinkError) as error:
+    except (LayerMissing, ObjectStoreError, ReconciliationError, ShrinkError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     seconds = result.timings["total"]
     expected = summary["expected_readings"]

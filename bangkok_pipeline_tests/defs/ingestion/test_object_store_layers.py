@@ -1,0 +1,177 @@
+"""File layers handed over through object storage, on a real S3 API served on loopback (moto).
+
+A month run by Dagster's multiprocess executor, each step in a process of its own with its own
+scratch folder and only the bucket and PostgreSQL in common, gives the same database as the local
+layers; the object store going away fails the step with one line and leaves the month as it was.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+
+from bangkok_pipeline.core.object_store import ObjectStore
+from bangkok_pipeline.definitions import defs
+from bangkok_pipeline.defs.ingestion.assets import (
+    load_month_partitions,
+    raw_readings,
+    validated_readings,
+)
+from bangkok_pipeline.defs.ingestion.resources import LayersResource
+from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline_tests.conftest import load_directly, new_database
+from bangkok_pipeline_tests.s3_server import S3Server
+
+pytestmark = pytest.mark.integration
+
+MONTH = "2019-02"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+def _use(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the AWS variables at `server`; a new bucket's URL with a prefix."""
+    for name, value in server.env.items():
+        monkeypatch.setenv(name, value)
+    return server.bucket(f"layers-{uuid.uuid4().hex[:8]}") + "/bangkok"
+
+
+def _state(url: str) -> tuple[list[tuple], list[tuple]]:
+    with psycopg.connect(url) as conn:
+        readings = conn.execute(
+            "SELECT sensor_id, count(*), sum(value::float8) FROM sensor_readings GROUP BY 1 "
+            "ORDER BY 1"
+        ).fetchall()
+        quarantine = conn.execute(
+            "SELECT source_file, line_no, column_name, reason FROM quarantine ORDER BY 1, 2, 3"
+        ).fetchall()
+    return readings, quarantine
+
+
+def test_a_folder_is_whole_or_absent(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store = ObjectStore(_use(s3, monkeypatch))
+    folder = tmp_path / "layer"
+    folder.mkdir()
+    (folder / "readings.parquet").write_bytes(b"\x00parquet")
+    (folder / "summary.json").write_text("{}")
+    assert not store.complete("runs/a/raw")
+    store.upload(folder, "runs/a/raw")
+    assert store.complete("runs/a/raw")
+    copy = store.download("runs/a/raw", tmp_path / "copy")
+    assert sorted(p.name for p in copy.iterdir()) == ["readings.parquet", "summary.json"]
+    assert (copy / "readings.parquet").read_bytes() == b"\x00parquet"
+    store.fs.pipe_file(f"{store.base}/runs/b/raw/readings.parquet", b"half")  # a writer died
+    assert not store.complete("runs/b/raw")
+    assert store.children("runs") == ["a", "b"]
+    store.write_text("published/2019-02/raw", "a")
+    assert store.read_text("published/2019-02/raw") == "a"
+    assert store.read_text("published/2019-02/validated") is None
+    store.remove("runs/a")
+    assert not store.complete("runs/a/raw") and store.children("runs") == ["b"]
+
+
+def ingest_month() -> dg.JobDefinition:
+    """The product's job, rebuilt in every step process (`dg.reconstructable`)."""
+    return defs.resolve_job_def("ingest_month")
+
+
+def _resources(database_url: str, source: Path, layers_url: str) -> dict[str, Any]:
+    return {
+        "database": {"config": {"database_url": database_url}},
+        "source": {"config": {"path": str(source)}},
+        "layers": {"config": {"url": layers_url}},
+    }
+
+
+def test_a_month_loads_exactly_with_steps_that_share_no_disk(
+    s3: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    server_url: str,
+    tiny_source: Path,
+) -> None:
+    layers_url = _use(s3, monkeypatch)
+    home, scratch, dagster_home = tmp_path / "home", tmp_path / "scratch", tmp_path / "dagster"
+    scratch.mkdir()
+    dagster_home.mkdir()
+    monkeypatch.setenv("BANGKOK_HOME", str(home))
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where each step makes its scratch folder
+    with (
+        new_database(server_url, migrate=True) as url,
+        new_database(server_url, migrate=True) as local_url,
+        dg.instance_for_test(temp_dir=str(dagster_home)) as instance,
+    ):
+        result = dg.execute_job(
+            dg.reconstructable(ingest_month),
+            instance,
+            run_config={"resources": _resources(url, tiny_source, layers_url)},
+            tags={"dagster/partition": MONTH},
+        )
+        assert result.success
+        starts = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
+        assert {"raw_readings", "validated_readings", "load_month"} <= {e.step_key for e in starts}
+        pids = {e.pid for e in starts}
+        assert len(pids) == len(starts) and os.getpid() not in pids  # a process per step
+        load_directly(local_url, tiny_source, MONTH, tmp_path / "local-home")
+        readings, quarantine = _state(url)
+        assert readings and (readings, quarantine) == _state(local_url)
+
+    assert not list(scratch.glob("bangkok-step-*"))  # every step's scratch removed
+    assert sorted(p.name for p in (home / "layers").iterdir()) == ["source-cache"]
+    store = ObjectStore(layers_url)
+    run_id = result.run_id
+    assert store.children(f"runs/{MONTH}") == [run_id]
+    assert store.read_text(f"published/{MONTH}/raw") == run_id
+    assert store.read_text(f"published/{MONTH}/validated") == run_id
+    assert store.complete(f"runs/{MONTH}/{run_id}/validated")
+
+
+def _materialize(database_url: str, source: Path, layers_url: str) -> dg.ExecuteInProcessResult:
+    with dg.DagsterInstance.ephemeral() as instance:
+        return dg.materialize(
+            [raw_readings, validated_readings, load_month_partitions],
+            partition_key=MONTH,
+            resources={
+                "database": PostgresResource(database_url=database_url),
+                "source": SourceDirectory(path=str(source)),
+                "layers": LayersResource(url=layers_url),
+            },
+            instance=instance,
+            raise_on_error=False,
+        )
+
+
+def test_the_object_store_going_away_fails_in_one_line_and_keeps_the_month(
+    monkeypatch: pytest.MonkeyPatch, bangkok_home: Path, server_url: str, tiny_source: Path
+) -> None:
+    server = S3Server().start()
+    try:
+        layers_url = _use(server, monkeypatch)
+        with new_database(server_url, migrate=True) as url:
+            assert _materialize(url, tiny_source, layers_url).success
+            before = _state(url)
+            server.stop()
+            result = _materialize(url, tiny_source, layers_url)
+            assert not result.success
+            failures = [e for e in result.all_events if e.is_step_failure]
+            assert [e.step_key for e in failures] == ["raw_readings"]
+            data = failures[0].step_failure_data
+            assert data is not None and data.user_failure_data is not None
+            message = data.user_failure_data.description or ""
+            assert message.startswith(f"cannot write {layers_url}/runs/{MONTH}/"), message
+            assert "Could not connect to the endpoint URL" in message and "\n" not in message
+            assert _state(url) == before
+    finally:
+        server.stop()
