@@ -2,7 +2,10 @@
 
 from pathlib import Path
 
+import pytest
+
 from bangkok_pipeline.cli.main import run
+from bangkok_pipeline.cli.operations import sample_source
 from bangkok_pipeline.devtools.sample import SAMPLE_DAYS, keep_first_days, write_sample
 from bangkok_pipeline.source.layout import parse_file_name
 
@@ -40,3 +43,15 @@ def test_the_sample_is_the_first_week_of_july_2018_on_every_floor(tmp_path: Path
 def test_sample_refuses_its_own_choices_being_overridden(capsys: object, tmp_path: Path) -> None:
     assert run(["load", "--sample", "--source", str(tmp_path)]) == 1
     assert "--sample picks its own source and month" in capsys.readouterr().err  # type: ignore[attr-defined]
+
+
+def test_sample_source_generates_the_week_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BANGKOK_HOME", str(tmp_path))
+    directory = sample_source()
+    assert "generating the sample week" in capsys.readouterr().out
+    files = {p: p.stat().st_mtime_ns for p in directory.iterdir()}
+    assert len(files) == 7
+    assert sample_source() == directory and capsys.readouterr().out == ""
+    assert {p: p.stat().st_mtime_ns for p in directory.iterdir()} == files
