@@ -4,6 +4,7 @@ The server is the embedded one in a temporary BANGKOK_HOME, or the server of DAT
 that is set; either way each test (or test module) gets its own database, dropped afterwards.
 Modules marked `hosted` run twice: also on a Supabase-like PostgreSQL 15 (`hosted/server.py`),
 as its project login `postgres`, which is not a superuser.
+Option `--readme-screenshots DIR`: where test_ui.py copies the README's pictures of the UI.
 """
 
 import json
@@ -30,6 +31,23 @@ from bangkok_pipeline_tests.hosted.server import SUPERUSER as SUPABASE_SUPERUSER
 from bangkok_pipeline_tests.hosted.server import SupabaseLikeServer
 
 SERVERS = ("embedded", "supabase15")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--readme-screenshots",
+        metavar="DIR",
+        default=None,
+        help="copy the README's UI pictures that test_ui.py takes to DIR, once it passed "
+        "(docs/images); without it nothing is written outside the test's tmp_path",
+    )
+
+
+@pytest.fixture
+def readme_screenshots(request: pytest.FixtureRequest) -> Path | None:
+    """Where `--readme-screenshots` asks the README's pictures to go, if it does."""
+    value = request.config.getoption("--readme-screenshots")
+    return Path(value).resolve() if value else None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -93,8 +93,8 @@ def _is_live(instance: dg.DagsterInstance) -> Callable[[str], bool]:
 
 
 def _bounds(first_ts: str | None, last_ts: str | None) -> dict[str, dg.MetadataValue]:
-    """The month's first and last reading as timestamps (the UI shows them in its time zone and
-    can plot them); a month without readings has none."""
+    """The month's first and last reading as timestamps (the UI shows them in its time zone; its
+    metadata plots draw int and float entries only); a month without readings has none."""
     if not first_ts or not last_ts:
         return {}
     return {
