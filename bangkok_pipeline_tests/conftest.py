@@ -222,6 +222,19 @@ def load_directly(url: str, source: Path, month: str, home: Path) -> int:
         return load_month(conn, layers).rows_loaded
 
 
+def readings_and_quarantine(url: str) -> tuple[list[tuple], list[tuple]]:
+    """What a load of a month leaves: per sensor count and float8 sum, and the quarantine rows."""
+    with psycopg.connect(url) as conn:
+        readings = conn.execute(
+            "SELECT sensor_id, count(*), sum(value::float8) FROM sensor_readings GROUP BY 1 "
+            "ORDER BY 1"
+        ).fetchall()
+        quarantine = conn.execute(
+            "SELECT source_file, line_no, column_name, reason FROM quarantine ORDER BY 1, 2, 3"
+        ).fetchall()
+    return readings, quarantine
+
+
 class _WebhookReceiver(BaseHTTPRequestHandler):
     """Collects the JSON bodies POSTed to it, like a chat or paging webhook would."""
 

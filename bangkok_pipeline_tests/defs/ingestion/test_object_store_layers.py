@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import psycopg
 import pytest
 
 from bangkok_pipeline.core.object_store import ObjectStore
@@ -24,7 +23,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
 )
 from bangkok_pipeline.defs.ingestion.resources import LayersResource
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
-from bangkok_pipeline_tests.conftest import load_directly, new_database
+from bangkok_pipeline_tests.conftest import load_directly, new_database, readings_and_quarantine
 from bangkok_pipeline_tests.s3_server import S3Server
 
 pytestmark = pytest.mark.integration
@@ -44,18 +43,6 @@ def _use(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
     for name, value in server.env.items():
         monkeypatch.setenv(name, value)
     return server.bucket(f"layers-{uuid.uuid4().hex[:8]}") + "/bangkok"
-
-
-def _state(url: str) -> tuple[list[tuple], list[tuple]]:
-    with psycopg.connect(url) as conn:
-        readings = conn.execute(
-            "SELECT sensor_id, count(*), sum(value::float8) FROM sensor_readings GROUP BY 1 "
-            "ORDER BY 1"
-        ).fetchall()
-        quarantine = conn.execute(
-            "SELECT source_file, line_no, column_name, reason FROM quarantine ORDER BY 1, 2, 3"
-        ).fetchall()
-    return readings, quarantine
 
 
 def test_a_folder_is_whole_or_absent(
@@ -125,8 +112,8 @@ def test_a_month_loads_exactly_with_steps_that_share_no_disk(
         pids = {e.pid for e in starts}
         assert len(pids) == len(starts) and os.getpid() not in pids  # a process per step
         load_directly(local_url, tiny_source, MONTH, tmp_path / "local-home")
-        readings, quarantine = _state(url)
-        assert readings and (readings, quarantine) == _state(local_url)
+        readings, quarantine = readings_and_quarantine(url)
+        assert readings and (readings, quarantine) == readings_and_quarantine(local_url)
 
     assert not list(scratch.glob("bangkok-step-*"))  # every step's scratch removed
     assert sorted(p.name for p in (home / "layers").iterdir()) == ["source-cache"]
@@ -161,7 +148,7 @@ def test_the_object_store_going_away_fails_in_one_line_and_keeps_the_month(
         layers_url = _use(server, monkeypatch)
         with new_database(server_url, migrate=True) as url:
             assert _materialize(url, tiny_source, layers_url).success
-            before = _state(url)
+            before = readings_and_quarantine(url)
             server.stop()
             result = _materialize(url, tiny_source, layers_url)
             assert not result.success
@@ -172,6 +159,6 @@ def test_the_object_store_going_away_fails_in_one_line_and_keeps_the_month(
             message = data.user_failure_data.description or ""
             assert message.startswith(f"cannot write {layers_url}/runs/{MONTH}/"), message
             assert "Could not connect to the endpoint URL" in message and "\n" not in message
-            assert _state(url) == before
+            assert readings_and_quarantine(url) == before
     finally:
         server.stop()

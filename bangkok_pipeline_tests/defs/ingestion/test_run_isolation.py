@@ -24,7 +24,7 @@ from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.transform.layers import LayerMissing, layer_dir, run_layers
 from bangkok_pipeline.warehouse.ingest import extract_raw_month, load_month, validate_month
 from bangkok_pipeline.warehouse.load import ShrinkError, ShrinkGuard
-from bangkok_pipeline_tests.conftest import load_directly
+from bangkok_pipeline_tests.conftest import load_directly, readings_and_quarantine
 
 pytestmark = pytest.mark.integration
 
@@ -65,18 +65,6 @@ def _materialize(
         )
 
 
-def _state(url: str) -> tuple[list[tuple], list[tuple]]:
-    with psycopg.connect(url) as conn:
-        readings = conn.execute(
-            "SELECT sensor_id, count(*), sum(value::float8) FROM sensor_readings GROUP BY 1 "
-            "ORDER BY 1"
-        ).fetchall()
-        quarantine = conn.execute(
-            "SELECT source_file, line_no, column_name, reason FROM quarantine ORDER BY 1, 2, 3"
-        ).fetchall()
-    return readings, quarantine
-
-
 def test_library_steps_of_two_interleaved_runs_read_only_their_own_layers(
     migrated_url: str, tiny_source: Path, tmp_path: Path
 ) -> None:
@@ -90,9 +78,9 @@ def test_library_steps_of_two_interleaved_runs_read_only_their_own_layers(
         assert validate_month(first).quarantined == 0
         assert validate_month(second).quarantined == BAD_CELLS
         load_month(conn, first)
-        clean = _state(migrated_url)
+        clean = readings_and_quarantine(migrated_url)
         load_month(conn, second)
-    readings, quarantine = _state(migrated_url)
+    readings, quarantine = readings_and_quarantine(migrated_url)
     assert len(quarantine) == BAD_CELLS and {r[3] for r in quarantine} == {"invalid_number"}
     assert sum(r[1] for r in readings) == sum(r[1] for r in clean[0]) - BAD_CELLS
     assert not (tmp_path / "layers" / "runs" / MONTH).exists() or not any(
@@ -130,7 +118,7 @@ def test_two_concurrent_materializations_of_a_month_each_load_their_own_source(
         for name, result in results.items()
     }
     assert quarantined == {"clean": 0, "bad": BAD_CELLS}
-    readings, quarantine = _state(migrated_url)
+    readings, quarantine = readings_and_quarantine(migrated_url)
     with psycopg.connect(migrated_url) as conn:
         (last_run,) = conn.execute(
             "SELECT run_id FROM load_log WHERE status = 'succeeded' ORDER BY finished_at DESC "
@@ -144,7 +132,7 @@ def test_a_reload_that_drops_a_floor_is_refused_unless_allowed(
     migrated_url: str, tiny_source: Path, tmp_path: Path
 ) -> None:
     load_directly(migrated_url, tiny_source, MONTH, tmp_path)
-    before = _state(migrated_url)
+    before = readings_and_quarantine(migrated_url)
     fewer = tmp_path / "fewer"
     shutil.copytree(tiny_source, fewer)
     (fewer / "2019Floor1.csv").unlink()
@@ -154,10 +142,10 @@ def test_a_reload_that_drops_a_floor_is_refused_unless_allowed(
         validate_month(layers)
         with pytest.raises(ShrinkError, match=r"floor 1 from [\d,]+ to 0 readings \(-100.0%\)"):
             load_month(conn, layers)
-        assert _state(migrated_url) == before
+        assert readings_and_quarantine(migrated_url) == before
         assert layers.read_dir("validated").is_dir()  # kept for a re-execution
         load_month(conn, layers, shrink=ShrinkGuard(allow=True))
-    readings, _ = _state(migrated_url)
+    readings, _ = readings_and_quarantine(migrated_url)
     assert 0 < sum(r[1] for r in readings) < sum(r[1] for r in before[0])
 
 
