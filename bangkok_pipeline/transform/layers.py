@@ -13,16 +13,18 @@ sensor and time), `quarantine.parquet`, `fingerprints.parquet`, `coverage.parque
 renamed. Folders are created private (0700).
 
 With a layers URL (`BANGKOK_LAYERS_URL`, e.g. `s3://bucket/prefix`), steps share no disk: each
-step works in a scratch folder of its own (removed when it ends), uploads the layer it writes to
+step works in a scratch folder of its own (removed when it ends; one left by a step that died is
+removed by the next step on the same host), uploads the layer it writes to
 `<url>/runs/<month>/<run_id>/<layer>/` (whole or not at all: `core.object_store`) and downloads
-the layers it reads. Publishing writes `<url>/published/<month>/<layer>`, a pointer naming the run
-whose prefix holds the month's current layer; prefixes no pointer names are removed with the
+the layers it reads. Publishing writes `<url>/published/<month>/<layer>`, a pointer naming the
+run whose prefix holds the month's current layer; prefixes no pointer names are removed with the
 month's finished runs. The source cache stays on the step's machine (`BANGKOK_HOME`).
 """
 
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import psutil
 import pyarrow.parquet as pq
 
 from bangkok_pipeline.core import settings
@@ -198,7 +201,8 @@ def step_layers(
         yield run_layers(month, run_id, lineage, published_fallback=published_fallback, root=root)
         return
     store = ObjectStore(url)
-    with tempfile.TemporaryDirectory(prefix="bangkok-step-") as scratch:
+    _sweep_scratch()
+    with tempfile.TemporaryDirectory(prefix=f"{_scratch_prefix()}{os.getpid()}-") as scratch:
         yield RunLayers(
             Path(scratch),
             month,
@@ -208,6 +212,21 @@ def step_layers(
             store=store,
             cache=layers_root() / "source-cache",
         )
+
+
+def _scratch_prefix() -> str:
+    return f"bangkok-step-{socket.gethostname()}-"
+
+
+def _sweep_scratch() -> None:
+    """Remove the scratch folders that steps of this machine left when they died (SIGKILL, out
+    of memory): their process no longer exists. Folders of other hosts sharing the temporary
+    directory are left alone."""
+    prefix = _scratch_prefix()
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        pid = folder.name.removeprefix(prefix).split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def parquet_batches(path: Path, rows: int = 1_000_000) -> Iterator[pl.DataFrame]:

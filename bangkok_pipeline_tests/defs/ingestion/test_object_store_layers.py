@@ -6,6 +6,10 @@ layers; the object store going away fails the step with one line and leaves the 
 """
 
 import os
+import socket
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +18,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.object_store import ObjectStore
 from bangkok_pipeline.definitions import defs
 from bangkok_pipeline.defs.ingestion.assets import (
@@ -23,6 +28,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
 )
 from bangkok_pipeline.defs.ingestion.resources import LayersResource
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.transform.layers import step_layers
 from bangkok_pipeline_tests.conftest import load_directly, new_database, readings_and_quarantine
 from bangkok_pipeline_tests.s3_server import S3Server
 
@@ -162,3 +168,22 @@ def test_the_object_store_going_away_fails_in_one_line_and_keeps_the_month(
             assert readings_and_quarantine(url) == before
     finally:
         server.stop()
+
+
+def test_a_step_sweeps_the_scratch_folders_of_dead_steps_on_its_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGKILLed step cannot remove its scratch folder; the next step on the host does."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    left = tmp_path / f"bangkok-step-{host}-{dead.pid}-abc123"
+    alive = tmp_path / f"bangkok-step-{host}-{os.getpid()}-def456"
+    elsewhere = tmp_path / f"bangkok-step-other-host-{dead.pid}-ghi789"
+    for folder in (left, alive, elsewhere):
+        (folder / "runs").mkdir(parents=True)
+    with step_layers(Month.parse(MONTH), "run", url="memory://bangkok-sweep") as layers:
+        assert layers.root.parent == tmp_path and layers.root.exists()
+    assert not left.exists() and alive.exists() and elsewhere.exists()
+    assert sorted(tmp_path.iterdir()) == sorted([alive, elsewhere])  # its own one removed too
