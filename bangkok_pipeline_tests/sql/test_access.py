@@ -1,6 +1,7 @@
 """Multi-tenant access on a real server with real login roles: RLS, roles, the API, the check.
 
-One month (2019-02) is generated and loaded once per module through the real assets, by a login
+One month (2019-02, its first DAYS days: the tests look no further) is generated and loaded once
+per module through the real assets, by a login
 that is neither superuser nor BYPASSRLS (a member of bangkok_loader). Tenants, users and
 subscriptions are then provisioned as the service, and the tests connect as non-owner login roles
 granted only bangkok_api, one per app user (each user's identity is pinned to its own login).
@@ -32,6 +33,7 @@ from bangkok_pipeline.defs.ingestion.resources import LayersResource
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools import api_bench
 from bangkok_pipeline.devtools.generator import generate
+from bangkok_pipeline.devtools.sample import keep_first_days
 from bangkok_pipeline.transform.layers import run_layers
 from bangkok_pipeline.warehouse import access, compression, quality
 from bangkok_pipeline.warehouse.ingest import load_month
@@ -40,7 +42,8 @@ from bangkok_pipeline_tests.conftest import new_database
 pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
 MONTH = "2019-02"
-DAY = "2019-02-10"  # a Bangkok day inside the month
+DAYS = 10  # of the month generated and loaded
+DAY = "2019-02-10"  # a Bangkok day inside them
 ASSETS = [raw_readings, validated_readings, load_month_partitions, *ingestion_checks]
 NOW = datetime.now(UTC)
 # tenant -> (building "main"/"other", tier, status, starts_at, expires_at); None: no subscription
@@ -184,6 +187,8 @@ def _provision(conn: psycopg.Connection, world: World, tag: str) -> list[str]:
 def world(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     source = tmp_path_factory.mktemp("source")
     generate(source, [Month(2019, 2)], seed=7)
+    for path in source.glob("*Floor*.csv"):
+        keep_first_days(path, DAYS)
     tag = uuid.uuid4().hex[:8]
     logins = [f"t_loader_{tag}"]
     try:
