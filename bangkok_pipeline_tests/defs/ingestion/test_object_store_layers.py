@@ -6,10 +6,12 @@ layers; the object store going away fails the step with one line and leaves the 
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +30,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
 )
 from bangkok_pipeline.defs.ingestion.resources import LayersResource
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
-from bangkok_pipeline.transform.layers import step_layers
+from bangkok_pipeline.transform.layers import LayerMissing, step_layers
 from bangkok_pipeline_tests.conftest import load_directly, new_database, readings_and_quarantine
 from bangkok_pipeline_tests.s3_server import S3Server
 
@@ -187,3 +189,47 @@ def test_a_step_sweeps_the_scratch_folders_of_dead_steps_on_its_host(
         assert layers.root.parent == tmp_path and layers.root.exists()
     assert not left.exists() and alive.exists() and elsewhere.exists()
     assert sorted(tmp_path.iterdir()) == sorted([alive, elsewhere])  # its own one removed too
+
+
+_UPLOAD_IN_CHILD = """
+import sys
+from pathlib import Path
+from bangkok_pipeline.core.object_store import ObjectStore
+ObjectStore(sys.argv[1]).upload(Path(sys.argv[2]), sys.argv[3])
+"""
+
+
+def test_a_step_killed_mid_upload_leaves_nothing_a_later_run_takes_for_whole(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SIGKILL while a layer's files go up: no marker, so a re-execution of that run does not
+    read the half layer, and the next publish of the month removes its prefix."""
+    url = _use(s3, monkeypatch)
+    store = ObjectStore(url)
+    folder = tmp_path / "layer"
+    folder.mkdir()
+    for number in range(400):
+        (folder / f"part-{number:03d}.parquet").write_bytes(b"x" * 1024)
+    month = Month.parse(MONTH)
+    dead = f"runs/{MONTH}/dead-run/raw"
+    child = subprocess.Popen([sys.executable, "-c", _UPLOAD_IN_CHILD, url, str(folder), dead])
+    try:
+        deadline = time.monotonic() + 60
+        while len(store.children(dead)) < 5:  # a few files are up, far from all 400
+            assert child.poll() is None and time.monotonic() < deadline, "upload did not start"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    assert 5 <= len(store.children(dead)) < 400 and not store.complete(dead)
+    with (
+        step_layers(month, "retry-run", ("dead-run",), url=url) as retry,
+        pytest.raises(LayerMissing, match="no raw layer of 2019-02 for run retry-run"),
+    ):
+        retry.read_dir("raw")
+    with step_layers(month, "next-run", url=url) as following:
+        with following.writing("raw") as written:
+            (written / "manifest.json").write_text("{}")
+        following.publish(is_live=lambda run_id: False)
+    assert store.children(f"runs/{MONTH}") == ["next-run"]
+    assert store.read_text(f"published/{MONTH}/raw") == "next-run"
