@@ -115,8 +115,21 @@ def dagster_storage_url() -> str | None:
 
 def layers_url() -> str | None:
     """Object storage that steps hand their file layers over through (`BANGKOK_LAYERS_URL`, e.g.
-    `s3://bucket/prefix`); unset: the folder BANGKOK_HOME/layers."""
-    return _env("BANGKOK_LAYERS_URL")
+    `s3://bucket/prefix`); unset: the folder BANGKOK_HOME/layers. A scheme without an installed
+    fsspec driver is refused here, before any step runs."""
+    url = _env("BANGKOK_LAYERS_URL")
+    if url:
+        import fsspec  # only where object storage is asked for
+
+        scheme = url.split("://", 1)[0] if "://" in url else "file"
+        try:
+            fsspec.get_filesystem_class(scheme)
+        except (ImportError, ValueError) as error:
+            raise SettingError(
+                f"BANGKOK_LAYERS_URL={url!r}: no storage driver for {scheme!r} ({error}); "
+                "expected e.g. s3://bucket/prefix"
+            ) from None
+    return url
 
 
 def max_source_bytes() -> int:
@@ -313,6 +326,7 @@ def check_all() -> None:
         backup_dir,
         backup_keep,
         pg_bin_dir,
+        layers_url,
     ):
         read()
 

@@ -40,6 +40,17 @@ def test_a_bad_number_names_the_variable_and_what_it_expects(
         settings.check_all()
 
 
+def test_a_layers_url_without_a_storage_driver_is_refused_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BANGKOK_LAYERS_URL", "s4://bucket/layers")
+    with pytest.raises(settings.SettingError, match=r"^BANGKOK_LAYERS_URL='s4://bucket/layers'"):
+        settings.check_all()
+    for good in ("s3://bucket/layers", "memory://layers", "/srv/layers"):
+        monkeypatch.setenv("BANGKOK_LAYERS_URL", good)
+        assert settings.layers_url() == good
+
+
 def test_defaults_and_good_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BANGKOK_SENSOR_INTERVAL_SECONDS", raising=False)
     monkeypatch.setenv("BANGKOK_SLOW_STATEMENT_MS", " 12.5 ")
