@@ -160,9 +160,14 @@ class RunLayers:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _publish_to_store(self, store: ObjectStore, is_live: Callable[[str], bool]) -> None:
+        """Point each layer at the run that uploaded it (a layer read from the published one,
+        `published_fallback`, keeps its pointer), then remove the prefixes no pointer names."""
         published = set()
         for layer in LAYERS:
-            owner = self._owner(layer)
+            owner = next(
+                (r for r in (self.run_id, *self.lineage) if store.complete(self._key(r, layer))),
+                None,
+            )
             if owner is not None:
                 store.write_text(self._pointer(layer), owner)
             current = store.read_text(self._pointer(layer))

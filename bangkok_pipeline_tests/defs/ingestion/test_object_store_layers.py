@@ -233,3 +233,22 @@ def test_a_step_killed_mid_upload_leaves_nothing_a_later_run_takes_for_whole(
         following.publish(is_live=lambda run_id: False)
     assert store.children(f"runs/{MONTH}") == ["next-run"]
     assert store.read_text(f"published/{MONTH}/raw") == "next-run"
+
+
+def test_a_load_that_read_the_published_layer_leaves_it_published() -> None:
+    """`load_month` materialized alone reads the month's published layer; its publish keeps the
+    pointer on the run that uploaded it, and that run's prefix."""
+    url, month = f"memory://bangkok-{uuid.uuid4().hex[:8]}", Month.parse(MONTH)
+    with step_layers(month, "full-run", url=url) as full:
+        for layer in ("raw", "validated"):
+            with full.writing(layer) as folder:
+                (folder / "summary.json").write_text(layer)
+        full.publish(is_live=lambda run_id: False)
+    with step_layers(month, "load-alone", published_fallback=True, url=url) as alone:
+        assert (alone.read_dir("validated") / "summary.json").read_text() == "validated"
+        alone.publish(is_live=lambda run_id: False)
+    store = ObjectStore(url)
+    assert store.read_text(f"published/{MONTH}/validated") == "full-run"
+    assert store.children(f"runs/{MONTH}") == ["full-run"]
+    with step_layers(month, "later", published_fallback=True, url=url) as later:
+        assert (later.read_dir("validated") / "summary.json").read_text() == "validated"
