@@ -48,11 +48,10 @@ class ObjectStore:
             raise ObjectStoreError(f"cannot {doing} {self.url}/{key}: {reason}") from error
 
     def upload(self, folder: Path, key: str) -> None:
-        """Put every file of `folder` under `key`, then its marker (an earlier attempt's marker
-        is removed first, so a retried upload is never taken for whole half-way)."""
+        """Put every file of `folder` under `key`, then its marker. What an earlier attempt left
+        there goes first, marker first, so a retried upload is never taken for whole half-way."""
         with self._errors("write", key):
-            with suppress(FileNotFoundError):
-                self.fs.rm(self._path(f"{key}/{MARKER}"))
+            self._delete(key)
             for path in sorted(folder.iterdir()):
                 self.fs.put_file(str(path), self._path(f"{key}/{path.name}"))
             self.fs.pipe_file(self._path(f"{key}/{MARKER}"), b"")
@@ -98,6 +97,9 @@ class ObjectStore:
     def remove(self, key: str) -> None:
         """Remove the folder or object `key`, marker first; a missing one is not an error."""
         with self._errors("remove", key):
-            for path in (self._path(f"{key}/{MARKER}"), self._path(key)):
-                with suppress(FileNotFoundError):
-                    self.fs.rm(path, recursive=True)
+            self._delete(key)
+
+    def _delete(self, key: str) -> None:
+        for path in (self._path(f"{key}/{MARKER}"), self._path(key)):
+            with suppress(FileNotFoundError):
+                self.fs.rm(path, recursive=True)

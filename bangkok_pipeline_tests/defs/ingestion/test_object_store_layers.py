@@ -67,6 +67,9 @@ def test_a_folder_is_whole_or_absent(
     copy = store.download("runs/a/raw", tmp_path / "copy")
     assert sorted(p.name for p in copy.iterdir()) == ["readings.parquet", "summary.json"]
     assert (copy / "readings.parquet").read_bytes() == b"\x00parquet"
+    (folder / "readings.parquet").unlink()
+    store.upload(folder, "runs/a/raw")  # a retry: nothing of the earlier attempt stays
+    assert store.children("runs/a/raw") == ["_COMPLETE", "summary.json"]
     store.fs.pipe_file(f"{store.base}/runs/b/raw/readings.parquet", b"half")  # a writer died
     assert not store.complete("runs/b/raw")
     assert store.children("runs") == ["a", "b"]
