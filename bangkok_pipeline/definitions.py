@@ -9,7 +9,6 @@ from bangkok_pipeline.defs.ingestion.assets import (
 )
 from bangkok_pipeline.defs.ingestion.checks import ingestion_checks
 from bangkok_pipeline.defs.ingestion.jobs import ingest_month_job
-from bangkok_pipeline.defs.ingestion.resources import LayersResource
 from bangkok_pipeline.defs.ingestion.schedules import nightly_ingest_schedule
 from bangkok_pipeline.defs.ingestion.sensors import (
     abandoned_runs_sensor,
@@ -30,7 +29,7 @@ from bangkok_pipeline.defs.operations.schedules import (
     retention_schedule,
 )
 from bangkok_pipeline.defs.operations.sensors import database_health_sensor
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 
 defs = dg.Definitions(
     # Each asset links to the file and line that define it (the UI's "code references").

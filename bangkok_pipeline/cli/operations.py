@@ -63,7 +63,11 @@ def _health(args: argparse.Namespace) -> int:
     url, not_running = health.target_url()
     source = Path(args.source).expanduser().resolve() if args.source else settings.source_dir()
     report = health.check_health(
-        url, source, health.Limits.from_settings(), not_running=not_running
+        url,
+        source,
+        health.Limits.from_settings(),
+        not_running=not_running,
+        layers_url=settings.layers_url(),
     )
     print(report.as_json() if args.json else report.text())
     return CRITICAL_EXIT if report.critical else 0

@@ -1,4 +1,5 @@
-"""Resources both domains use: the pipeline's database and the source directory."""
+"""Resources both domains use: the pipeline's database, the source directory and the file
+layers (health checks the object storage they may live in)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -8,6 +9,7 @@ import dagster as dg
 import psycopg
 
 from bangkok_pipeline.core import settings
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.connection import (
     DatabaseUnavailable,
     TransactionPooler,
@@ -17,6 +19,7 @@ from bangkok_pipeline.db.connection import (
     timeout_hint,
 )
 from bangkok_pipeline.ops import health
+from bangkok_pipeline.transform.layers import RunLayers, layers_root, step_layers
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -62,3 +65,29 @@ class SourceDirectory(dg.ConfigurableResource):
 
     def directory(self) -> Path:
         return Path(self.path).expanduser().resolve() if self.path else settings.source_dir()
+
+
+class LayersResource(dg.ConfigurableResource):
+    """Where each run's file layers and the published ones live: object storage at `url` (else
+    BANGKOK_LAYERS_URL), so that steps share no disk; without one, the folder `root`, else
+    BANGKOK_HOME/layers."""
+
+    root: str | None = None
+    url: str | None = None
+
+    def directory(self) -> Path:
+        return Path(self.root).expanduser().resolve() if self.root else layers_root()
+
+    def store_url(self) -> str | None:
+        """The object storage in use, if any."""
+        return self.url or settings.layers_url()
+
+    @contextmanager
+    def for_step(
+        self, month: Month, run_id: str, lineage: tuple[str, ...], published_fallback: bool
+    ) -> Iterator[RunLayers]:
+        """The layers of one step of a run (`transform.layers.step_layers`)."""
+        with step_layers(
+            month, run_id, lineage, published_fallback, root=self.directory(), url=self.store_url()
+        ) as layers:
+            yield layers

@@ -19,6 +19,7 @@ from psycopg import sql
 
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.core.object_store import ObjectStore, ObjectStoreError
 from bangkok_pipeline.core.settings import format_size
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import (
@@ -61,6 +62,7 @@ CONCERNS = (
     "partitions",
     "staging",
     "access",
+    "layers",
 )
 
 
@@ -143,9 +145,11 @@ def check_health(
     limits: Limits,
     source_state: DirectoryState | None = None,
     not_running: str | None = None,
+    layers_url: str | None = None,
 ) -> Report:
     """Every concern, in CONCERNS order. `source_state` is a previous scan to reuse (files whose
-    size and mtime did not change are not read again)."""
+    size and mtime did not change are not read again); `layers_url` is the object storage the
+    layers live in, if any (checked whether or not the database answers)."""
     started = time.perf_counter()
     try:
         if url is None:
@@ -156,8 +160,9 @@ def check_health(
         findings = [Finding("database", Status.CRITICAL, f"{reason}: {error}")]
         findings += [
             Finding(c, Status.UNKNOWN, "not checked: the database is unreachable")
-            for c in CONCERNS[1:]
+            for c in CONCERNS[1:-1]
         ]
+        findings.append(_layers(layers_url))
         return Report(findings, source_state, time.perf_counter() - started)
     with conn:
         digests, state, problems = _source_digests(source_dir, source_state)
@@ -171,6 +176,7 @@ def check_health(
             lambda: _partitions(conn, digests),
             lambda: _staging(conn),
             lambda: _access(conn),
+            lambda: _layers(layers_url),
         ]
         findings = []
         for concern, check in zip(CONCERNS, checks, strict=True):
@@ -184,6 +190,23 @@ def check_health(
                     )
                 )
     return Report(findings, state, time.perf_counter() - started)
+
+
+def _layers(url: str | None) -> Finding:
+    """The object storage the steps hand layers over through answers (a listing of the months
+    published there); without one, the layers are local files."""
+    if not url:
+        return Finding("layers", Status.OK, "local files under BANGKOK_HOME/layers")
+    try:
+        months = ObjectStore(url).children("published")
+    except ObjectStoreError as error:
+        return Finding("layers", Status.CRITICAL, f"object storage unreachable: {error}")
+    return Finding(
+        "layers",
+        Status.OK,
+        f"{url} answers; {len(months)} month(s) published there",
+        {"published_months": months},
+    )
 
 
 def _source_digests(

@@ -15,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from bangkok_pipeline.cli.main import run
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.core.object_store import ObjectStore
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.db.embedded import EmbeddedServer
@@ -251,8 +252,8 @@ def test_a_stopped_server_is_critical_and_the_rest_unknown(
     server.stop()
     report = health.check_health(url, None, ROOMY)
     assert [f.status for f in report.findings] == [Status.CRITICAL] + [Status.UNKNOWN] * (
-        len(health.CONCERNS) - 1
-    )
+        len(health.CONCERNS) - 2
+    ) + [Status.OK]  # the layers are local files: nothing to reach
     assert report.findings[0].message.startswith("unreachable: cannot connect to PostgreSQL")
 
     monkeypatch.setenv("BANGKOK_HOME", str(tmp_path / "home"))
@@ -262,3 +263,25 @@ def test_a_stopped_server_is_critical_and_the_rest_unknown(
     stopped = health.check_health(target, None, ROOMY, not_running=reason)
     assert stopped.critical[0].message.endswith("`bangkok-pipeline db url` starts it")
     assert not server.is_running()
+
+
+def test_layers_in_object_storage_are_checked_whether_or_not_the_database_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stopped = "postgresql://nobody@/nothing?host=/nonexistent"
+    store = ObjectStore("memory://health-layers")
+    store.write_text("published/2019-02/raw", "run")
+    found = {
+        f.concern: f
+        for f in health.check_health(stopped, None, ROOMY, layers_url=store.url).findings
+    }
+    assert found["layers"].status is Status.OK
+    assert found["layers"].message == "memory://health-layers answers; 1 month(s) published there"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    report = health.check_health(stopped, None, ROOMY, layers_url="s3://layers/bangkok")
+    layers = report.findings[-1]
+    assert layers.concern == "layers" and layers.status is Status.CRITICAL
+    assert layers.message.startswith("object storage unreachable: cannot list s3://layers/bangkok/")

@@ -29,8 +29,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
     validated_readings,
 )
 from bangkok_pipeline.defs.ingestion.checks import api_roles_cannot_bypass_rls, ingestion_checks
-from bangkok_pipeline.defs.ingestion.resources import LayersResource
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools import api_bench
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.devtools.sample import keep_first_days

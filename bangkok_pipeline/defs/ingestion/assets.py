@@ -16,8 +16,8 @@ from bangkok_pipeline.core.object_store import ObjectStoreError
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.defs import OWNERS
 from bangkok_pipeline.defs.ingestion.partitions import month_backfill_policy, monthly_partitions
-from bangkok_pipeline.defs.ingestion.resources import DATABASE_RETRY_POLICY, LayersResource
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.ingestion.resources import DATABASE_RETRY_POLICY
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.transform.layers import LayerMissing, RunLayers
 from bangkok_pipeline.warehouse.ingest import (
     IngestError,

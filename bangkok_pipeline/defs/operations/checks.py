@@ -10,7 +10,7 @@ from typing import Any, TypedDict
 import dagster as dg
 
 from bangkok_pipeline.defs.operations.assets import DATABASE
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.ops import health
 
 _DESCRIPTIONS = {
@@ -25,6 +25,7 @@ _DESCRIPTIONS = {
     "access": "No API role (bangkok_api's members, PUBLIC; Supabase's anon, authenticated and "
     "service_role where they exist) holds a privilege around Row Level Security; RLS enabled "
     "and forced on every API-readable table.",
+    "layers": "The object storage the file layers live in (BANGKOK_LAYERS_URL) answers, if any.",
 }
 
 HEALTH_CHECK_SPECS = [
@@ -55,11 +56,17 @@ def check_fields(finding: health.Finding) -> CheckFields:
     }
 
 
-def evaluate(database: PostgresResource, source: SourceDirectory) -> health.Report:
+def evaluate(
+    database: PostgresResource, source: SourceDirectory, layers: LayersResource
+) -> health.Report:
     """The health report for the configured database, never starting the embedded server."""
     url, not_running = database.url_to_examine()
     return health.check_health(
-        url, source.directory(), health.Limits.from_settings(), not_running=not_running
+        url,
+        source.directory(),
+        health.Limits.from_settings(),
+        not_running=not_running,
+        layers_url=layers.store_url(),
     )
 
 
@@ -69,9 +76,9 @@ def evaluate(database: PostgresResource, source: SourceDirectory) -> health.Repo
     description="Database health, one check per concern (see `bangkok-pipeline health`).",
 )
 def database_health(
-    database: PostgresResource, source: SourceDirectory
+    database: PostgresResource, source: SourceDirectory, layers: LayersResource
 ) -> Iterator[dg.AssetCheckResult]:
-    for finding in evaluate(database, source).findings:
+    for finding in evaluate(database, source, layers).findings:
         yield dg.AssetCheckResult(
             asset_key=DATABASE,
             check_name=finding.concern,

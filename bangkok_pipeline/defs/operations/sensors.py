@@ -22,7 +22,7 @@ from bangkok_pipeline.core import settings
 from bangkok_pipeline.db.connection import DatabaseUnavailable, TransactionPooler, connect
 from bangkok_pipeline.defs.operations.assets import DATABASE
 from bangkok_pipeline.defs.operations.checks import check_fields
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.ops import health
 from bangkok_pipeline.ops.alerts import HealthAlert, post_health_alert, record_health_alert
 from bangkok_pipeline.source.state import DirectoryState
@@ -71,7 +71,10 @@ def _alert(url: str | None, alerts: list[HealthAlert], log: logging.Logger) -> N
     "critical findings through health_alerts and ALERT_WEBHOOK_URL.",
 )
 def database_health_sensor(
-    context: dg.SensorEvaluationContext, database: PostgresResource, source: SourceDirectory
+    context: dg.SensorEvaluationContext,
+    database: PostgresResource,
+    source: SourceDirectory,
+    layers: LayersResource,
 ) -> dg.SensorResult:
     cursor = HealthCursor.from_json(context.cursor)
     url, not_running = database.url_to_examine()
@@ -81,6 +84,7 @@ def database_health_sensor(
         health.Limits.from_settings(),
         source_state=DirectoryState.from_json(cursor.source),
         not_running=not_running,
+        layers_url=layers.store_url(),
     )
     evaluations = [
         dg.AssetCheckEvaluation(

@@ -28,8 +28,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
     validated_readings,
 )
 from bangkok_pipeline.defs.ingestion.checks import ingestion_checks
-from bangkok_pipeline.defs.ingestion.resources import LayersResource
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline_tests.conftest import new_database
 

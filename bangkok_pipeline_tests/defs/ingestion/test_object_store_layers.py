@@ -28,8 +28,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
     raw_readings,
     validated_readings,
 )
-from bangkok_pipeline.defs.ingestion.resources import LayersResource
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.transform.layers import LayerMissing, step_layers
 from bangkok_pipeline_tests.conftest import load_directly, new_database, readings_and_quarantine
 from bangkok_pipeline_tests.s3_server import S3Server

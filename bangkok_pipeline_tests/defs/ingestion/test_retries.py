@@ -15,8 +15,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
     raw_readings,
     validated_readings,
 )
-from bangkok_pipeline.defs.ingestion.resources import LayersResource
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools.generator import generate
 
 pytestmark = pytest.mark.integration

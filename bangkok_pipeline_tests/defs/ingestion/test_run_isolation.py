@@ -19,8 +19,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
     raw_readings,
     validated_readings,
 )
-from bangkok_pipeline.defs.ingestion.resources import LayersResource
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.transform.layers import LayerMissing, layer_dir, run_layers
 from bangkok_pipeline.warehouse.ingest import extract_raw_month, load_month, validate_month
 from bangkok_pipeline.warehouse.load import ShrinkError, ShrinkGuard

@@ -24,10 +24,9 @@ from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.db.connection import dagster_storage_url
 from bangkok_pipeline.defs.ingestion.assets import raw_readings
-from bangkok_pipeline.defs.ingestion.resources import LayersResource
 from bangkok_pipeline.defs.ingestion.schedules import nightly_ingest_schedule
 from bangkok_pipeline.defs.ingestion.sensors import run_failure_alert_sensor, source_files_sensor
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
 from bangkok_pipeline_tests.conftest import new_database

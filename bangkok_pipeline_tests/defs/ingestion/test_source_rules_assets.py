@@ -19,8 +19,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
     raw_readings,
     validated_readings,
 )
-from bangkok_pipeline.defs.ingestion.resources import LayersResource
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline_tests.conftest import new_database
 from bangkok_pipeline_tests.source.test_source_rules import FLOOR2_HEADER, HEADER, minutes, write
 

@@ -26,7 +26,7 @@ from bangkok_pipeline.defs.operations.schedules import (
     partition_maintenance_schedule,
     retention_schedule,
 )
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.ops import health
 from bangkok_pipeline.transform.fingerprint import database_fingerprints, mismatched_sensors
 from bangkok_pipeline.warehouse import compression
@@ -63,6 +63,7 @@ def test_database_health_checks_run_as_a_job(migrated_url: str, tmp_path: Path) 
             resources={
                 "database": PostgresResource(database_url=migrated_url),
                 "source": SourceDirectory(path=str(tmp_path)),
+                "layers": LayersResource(),
             },
         )
         .resolve_job_def("database_health")

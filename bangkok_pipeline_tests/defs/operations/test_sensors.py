@@ -12,7 +12,7 @@ import pytest
 
 from bangkok_pipeline.defs.operations.assets import DATABASE
 from bangkok_pipeline.defs.operations.sensors import database_health_sensor
-from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.ops import health
 
 pytestmark = pytest.mark.integration
@@ -25,6 +25,7 @@ def _evaluate(url: str, source: Path, cursor: str | None) -> dg.SensorResult:
         resources={
             "database": PostgresResource(database_url=url),
             "source": SourceDirectory(path=str(source)),
+            "layers": LayersResource(),
         },
     )
     result = database_health_sensor(context)
