@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 from tqdm import tqdm
 
+from bangkok_pipeline.core.files import replacing_file
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import DATA_FIRST_MONTH
 from bangkok_pipeline.devtools import defects as dfx
@@ -144,7 +145,8 @@ def generate(
             _write_year(out, year, of_year, seed, defects, manifest, bar)
         manifest["defects"].sort(key=lambda d: (d["file"], d["line"] or 0))
         manifest["totals"] = _totals(manifest["files"])
-        _write_atomic(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+        with replacing_file(out / MANIFEST) as part:
+            part.write_text(json.dumps(manifest, indent=2) + "\n")
     except OSError as error:
         raise GeneratorError(f"cannot write to {out}: {error.strerror or error}") from error
     finally:
@@ -223,12 +225,6 @@ def _minute_of(month: Month) -> int:
     return int(np.datetime64(month.first_day, "m").astype(np.int64))
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    part = path.with_name(f".{path.name}.part")
-    part.write_bytes(data)
-    os.replace(part, path)
-
-
 def _file_specs(year: int, months: list[Month], seed: int, defects: bool) -> dict[int, _FileSpec]:
     kinds = dfx.plan_files(seed, year) if defects else {}
     first = max(Month(year, 1), Month.parse(DATA_FIRST_MONTH))
@@ -269,7 +265,8 @@ class _Writer:
     def commit(self) -> None:
         """Move the file into place, or leave an identical one as it is (its mtime too)."""
         self.handle.close()
-        if _sha256(self.path) == self.sha256.hexdigest():
+        same_size = self.path.is_file() and self.path.stat().st_size == self.part.stat().st_size
+        if same_size and _sha256(self.path) == self.sha256.hexdigest():
             self.part.unlink()
         else:
             os.replace(self.part, self.path)

@@ -124,10 +124,11 @@ class RunLayers:
             + f": materialize {upstream} for {self.month} in the same run (job ingest_month)"
         )
 
-    def _owner(self, layer: str) -> str | None:
-        """The run, of this one and those it re-executes, whose `layer` this run reads."""
+    def _owner(self, layer: str, uploaded: bool = False) -> str | None:
+        """The run, of this one and those it re-executes, whose `layer` this run reads (with
+        `uploaded`, only one whose layer is in the store)."""
         for run_id in (self.run_id, *self.lineage):
-            if (self._run_dir(run_id) / layer).is_dir():
+            if not uploaded and (self._run_dir(run_id) / layer).is_dir():
                 return run_id
             if self.store is not None and self.store.complete(self._key(run_id, layer)):
                 return run_id
@@ -164,10 +165,7 @@ class RunLayers:
         `published_fallback`, keeps its pointer), then remove the prefixes no pointer names."""
         published = set()
         for layer in LAYERS:
-            owner = next(
-                (r for r in (self.run_id, *self.lineage) if store.complete(self._key(r, layer))),
-                None,
-            )
+            owner = self._owner(layer, uploaded=True)
             if owner is not None:
                 store.write_text(self._pointer(layer), owner)
             current = store.read_text(self._pointer(layer))
