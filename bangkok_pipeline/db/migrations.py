@@ -325,8 +325,12 @@ def _migration_lock(conn: psycopg.Connection) -> Iterator[None]:
     if not conn.autocommit:
         raise MigrationError("migrations need an autocommit connection")
     if not table_exists(conn, "schema_migrations"):
-        # raced by another migrator: it is there now
-        with suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+        # raced by another migrator: it is there now (the race may surface as its row type)
+        with suppress(
+            psycopg.errors.UniqueViolation,
+            psycopg.errors.DuplicateTable,
+            psycopg.errors.DuplicateObject,
+        ):
             try:
                 conn.execute(query("create_schema_migrations"))
             except psycopg.errors.InsufficientPrivilege as error:
