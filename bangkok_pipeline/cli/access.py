@@ -28,7 +28,7 @@ DONE = {"suspended": "suspended", "active": "resumed", "cancelled": "cancelled"}
 
 
 @contextmanager
-def _administering(url: str) -> Iterator[psycopg.Connection]:
+def administering(url: str) -> Iterator[psycopg.Connection]:
     """The migrated database, as a login that may administer access."""
     try:
         conn = migrated(url)
@@ -74,7 +74,7 @@ def _summary(sub: access.Subscription) -> str:
     )
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str) -> list[str]:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str) -> list[str]:
     widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
     return [
         indent
@@ -84,7 +84,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str) -
 
 
 def _add_tenant(args: argparse.Namespace) -> int:
-    with _administering(resolve_url()) as conn:
+    with administering(resolve_url()) as conn:
         print(access.create_tenant(conn, args.name))
     return 0
 
@@ -93,7 +93,7 @@ def _add_user(args: argparse.Namespace) -> int:
     url = resolve_url()
     user_id = _user_id(args.user_id)
     login = None
-    with _administering(url) as conn:
+    with administering(url) as conn:
         tenant = access.find_tenant(conn, args.tenant)
         if args.login:
             user_id, login = access.add_user_with_login(
@@ -115,7 +115,7 @@ def _add_user(args: argparse.Namespace) -> int:
 def _subscribe(args: argparse.Namespace) -> int:
     first, last = _day(args.first_day, "--from"), _day(args.last_day, "--until")
     starts_at, expires_at = access.subscription_window(first, last, datetime.now(UTC))
-    with _administering(resolve_url()) as conn:
+    with administering(resolve_url()) as conn:
         tenant = access.find_tenant(conn, args.tenant)
         building = access.find_building(conn, args.building)
         made = access.subscribe(
@@ -136,7 +136,7 @@ def _set_status(status: str) -> Callable[[argparse.Namespace], int]:
 
     def handler(args: argparse.Namespace) -> int:
         subscription_id = _subscription_id(args.subscription)
-        with _administering(resolve_url()) as conn:
+        with administering(resolve_url()) as conn:
             sub, changed = access.set_subscription_status(conn, subscription_id, status)
         done = DONE[status] if changed else f"already {status}, unchanged"
         print(f"subscription {subscription_id} {done}: {_summary(sub)}")
@@ -146,7 +146,7 @@ def _set_status(status: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with _administering(resolve_url()) as conn:
+    with administering(resolve_url()) as conn:
         tenant_id = access.find_tenant(conn, args.tenant).tenant_id if args.tenant else None
         tenants = access.list_access(conn, tenant_id)
     if not tenants:
@@ -157,7 +157,7 @@ def _list(args: argparse.Namespace) -> int:
         lines += ["", f"{held.tenant.name}  (tenant {held.tenant.tenant_id})"]
         users = [(u.role, u.email, u.login_role or "-", str(u.user_id)) for u in held.users]
         lines += (
-            ["  users:", *_table(("ROLE", "EMAIL", "LOGIN", "USER ID"), users, "    ")]
+            ["  users:", *table(("ROLE", "EMAIL", "LOGIN", "USER ID"), users, "    ")]
             if users
             else ["  no users"]
         )
@@ -175,7 +175,7 @@ def _list(args: argparse.Namespace) -> int:
         ]
         headers = ("ID", "TIER", "BUILDING", "STATUS", "FROM", "UNTIL (EXCLUDED)", "IN FORCE")
         lines += (
-            ["  subscriptions (Bangkok time):", *_table(headers, subs, "    ")]
+            ["  subscriptions (Bangkok time):", *table(headers, subs, "    ")]
             if subs
             else ["  no subscriptions"]
         )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from bangkok_pipeline.cli import access as cli_access
+from bangkok_pipeline.cli import buildings as cli_buildings
 from bangkok_pipeline.cli import operations as cli_operations
 from bangkok_pipeline.cli.parsing import add_command, package_version
 from bangkok_pipeline.core import settings
@@ -56,6 +57,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     services.ServiceError,
     TransactionPooler,
     *cli_access.EXPECTED_ERRORS,
+    *cli_buildings.EXPECTED_ERRORS,
     *cli_operations.EXPECTED_ERRORS,
 )
 
@@ -600,6 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=_env)
     cli_operations.add_commands(commands)
     cli_access.add_commands(commands)
+    cli_buildings.add_commands(commands)
     return parser
 
 

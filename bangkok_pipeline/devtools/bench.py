@@ -75,7 +75,7 @@ def floor(url: str, months: list[str]) -> dict[str, float]:
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
                 conn.execute(
                     sql.SQL(
-                        "CREATE TABLE {} (ts timestamptz, sensor_id smallint, value real)"
+                        "CREATE TABLE {} (ts timestamptz, sensor_id integer, value real)"
                     ).format(sql.Identifier(name))
                 )
             started = time.perf_counter()

@@ -18,11 +18,12 @@ class FloorSensors:
 
 
 def register_floor(
-    conn: psycopg.Connection, floor: int, channels: Sequence[Channel]
+    conn: psycopg.Connection, floor: int, channels: Sequence[Channel], building: str = BUILDING
 ) -> FloorSensors:
-    """Make sure every channel of a floor's header has a sensor row; return the floor's sensors."""
+    """Make sure every channel of a floor's header has a sensor row in `building` (which must
+    exist); return the floor's sensors. New sensors take the next ids of the building's block."""
     zones = sorted({c.zone for c in channels})
-    params = {"building": BUILDING, "floor": floor}
+    params = {"building": building, "floor": floor}
     with conn.transaction():
         conn.execute(query("insert_zones"), {**params, "zones": zones})
         conn.execute(

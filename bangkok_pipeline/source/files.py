@@ -32,6 +32,7 @@ _BOM = b"\xef\xbb\xbf"
 # Bytes tried, in order, as a CSV separator that splits nothing: the whole line is one field.
 _NO_SPLIT_SEPARATORS = (b"\x1f", b"\x1e", b"\x1d", b"\x1c", b"\x01")
 _BINARY_PROBE = 64 * 1024
+_HEADER_LIMIT = 1 << 20  # bytes of a header line: CU-BEMS headers are about 3 kB
 # The format never quotes; quotes, control characters (tab aside) and bytes that are not UTF-8
 # (decoded to U+FFFD) mean a line is not plain CSV text and cannot be split faithfully on ','.
 NOT_PLAIN_TEXT = r"[\x00-\x08\x0A-\x1F\x7F\x22\x{FFFD}]"
@@ -147,6 +148,22 @@ def read_source_lines(path: Path) -> SourceText:
     if data.height and data.get_column("month").null_count() == data.height:
         raise SourceError(_nothing_placed(path.name, data, year))
     return SourceText(path, header, data, head.startswith(_BOM), crlf, incomplete, year)
+
+
+def read_header(path: Path) -> tuple[str, ...]:
+    """The columns of a source file's header, reading its first line only; `SourceError` for the
+    header problems `read_source_lines` refuses."""
+    path = Path(path)
+    with path.open("rb") as handle:
+        first = handle.readline(_HEADER_LIMIT + 1)
+    if not first.strip():
+        raise SourceError(f"{path.name}: empty file, expected a header line starting 'Date'")
+    if len(first) > _HEADER_LIMIT:
+        raise SourceError(f"{path.name} line 1: longer than {_HEADER_LIMIT:,} bytes, not a header")
+    if b"\x00" in first:
+        raise SourceError(f"{path.name}: binary content (NUL bytes), not a CSV text file")
+    text = first.removeprefix(_BOM).decode("utf-8", errors="replace").rstrip("\r\n")
+    return _header(path.name, text)
 
 
 def _nothing_placed(name: str, data: pl.DataFrame, year: int | None) -> str:

@@ -12,7 +12,7 @@ from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.transform.validation import TIME_ZONE, TS_DTYPE
 
 GAPS_SCHEMA = {
-    "sensor_id": pl.Int16,
+    "sensor_id": pl.Int32,
     "gap_start": TS_DTYPE,
     "gap_end": TS_DTYPE,
     "minutes": pl.Int32,
@@ -45,9 +45,9 @@ def gap_segments(readings: pl.DataFrame, sensor_ids: list[int], month: Month) ->
     )
     present = set(frame.get_column("sensor_id").unique().to_list())
     absent = pl.DataFrame(
-        {"sensor_id": [s for s in sensor_ids if s not in present]}, schema={"sensor_id": pl.Int16}
+        {"sensor_id": [s for s in sensor_ids if s not in present]}, schema={"sensor_id": pl.Int32}
     ).select("sensor_id", month_start.alias("gap_start"), month_end.alias("gap_end"))
-    bounds = {"sensor_id": pl.Int16, "gap_start": TS_DTYPE, "gap_end": TS_DTYPE}
+    bounds = {"sensor_id": pl.Int32, "gap_start": TS_DTYPE, "gap_end": TS_DTYPE}
     gaps = pl.concat([g.cast(bounds) for g in (inside, before, after, absent)])  # type: ignore[arg-type]
     return (
         gaps.with_columns(
@@ -69,7 +69,7 @@ def coverage_summary(
         longest_gap_minutes=pl.col("minutes").max().cast(pl.Int32),
     )
     return (
-        pl.DataFrame({"sensor_id": pl.Series(sensor_ids, dtype=pl.Int16)})
+        pl.DataFrame({"sensor_id": pl.Series(sensor_ids, dtype=pl.Int32)})
         .join(present, on="sensor_id", how="left")
         .join(gap_stats, on="sensor_id", how="left")
         .select(

@@ -38,7 +38,7 @@ class Hours:
 
 @dataclass
 class DayMatrix:
-    sensor_ids: np.ndarray  # int16, one per row
+    sensor_ids: np.ndarray  # int32, one per row
     days: np.ndarray  # int32, days since 1970-01-01 (Bangkok calendar days)
     values: np.ndarray  # float32 [rows, SLOTS]; 0 where not present
     present: np.ndarray  # bool [rows, SLOTS]
@@ -173,7 +173,7 @@ def day_matrix(batches: Iterable[pl.DataFrame], capacity: int = 0) -> DayMatrix:
         present[index[inverse], slot] = True
     keys_in_order = list(rows)
     return DayMatrix(
-        np.array([k[0] for k in keys_in_order], dtype=np.int16),
+        np.array([k[0] for k in keys_in_order], dtype=np.int32),
         np.array([k[1] for k in keys_in_order], dtype=np.int32),
         values[: len(rows)],
         present[: len(rows)],

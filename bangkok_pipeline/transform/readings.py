@@ -31,7 +31,7 @@ from bangkok_pipeline.transform.validation import (
 
 READINGS_SCHEMA: dict[str, pl.DataType] = {
     "ts": TS_DTYPE,
-    "sensor_id": pl.Int16(),
+    "sensor_id": pl.Int32(),
     "value": pl.Float64(),
     "line_no": pl.Int64(),
     "column_name": pl.Categorical(),
@@ -250,7 +250,7 @@ def _cells(
         per_column.append(
             lazy.select(
                 "ts",
-                pl.lit(sensor_ids[name], pl.Int16).alias("sensor_id"),
+                pl.lit(sensor_ids[name], pl.Int32).alias("sensor_id"),
                 pl.col(name).cast(pl.Float64, strict=False).alias("value"),
                 LINE_NO,
                 pl.lit(name, pl.Categorical).alias("column_name"),

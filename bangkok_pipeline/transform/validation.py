@@ -48,7 +48,7 @@ TS_DTYPE = pl.Datetime("us", TIME_ZONE)
 # as the database holds it.
 VALID_READINGS_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "ts": TS_DTYPE,
-    "sensor_id": pl.Int16,
+    "sensor_id": pl.Int32,
     "value": pl.Float32,
 }
 
@@ -137,7 +137,7 @@ class ReadingModel(pa.DataFrameModel):
     ts: polars_engine.DateTime = pa.Field(
         nullable=False, dtype_kwargs={"time_unit": "us", "time_zone": TIME_ZONE}
     )
-    sensor_id: pl.Int16 = pa.Field(nullable=False, gt=0)
+    sensor_id: pl.Int32 = pa.Field(nullable=False, gt=0)
     value: pl.Float64 = pa.Field(nullable=False)
     kind: polars_engine.Enum = pa.Field(nullable=False, dtype_kwargs={"categories": list(KINDS)})
 

@@ -1,6 +1,6 @@
 """Readings in PostgreSQL's binary formats, built and read with numpy: no Python object per row.
 
-Binary COPY of (timestamptz, smallint, real) is 28 bytes a row and needs no text parsing on the
+Binary COPY of (timestamptz, integer, real) is 30 bytes a row and needs no text parsing on the
 server; numpy writes the big-endian tuples of a whole batch at once. Reading a month back (for
 its archive) goes the other way through one blob of send-format (timestamptz, real) pairs per
 sensor, because COPY TO would hand Python one message per row.
@@ -26,7 +26,7 @@ _TUPLE = np.dtype(
         ("ts_len", ">i4"),
         ("ts", ">i8"),
         ("sensor_len", ">i4"),
-        ("sensor_id", ">i2"),
+        ("sensor_id", ">i4"),
         ("value_len", ">i4"),
         ("value", ">f4"),
     ]
@@ -38,7 +38,7 @@ def encode(readings: pl.DataFrame) -> bytes:
     rows = np.empty(readings.height, dtype=_TUPLE)
     rows["fields"] = 3
     rows["ts_len"] = 8
-    rows["sensor_len"] = 2
+    rows["sensor_len"] = 4
     rows["value_len"] = 4
     rows["ts"] = readings["ts"].dt.epoch("us").to_numpy() - _POSTGRES_EPOCH_US
     rows["sensor_id"] = readings["sensor_id"].to_numpy()
@@ -66,7 +66,7 @@ def decode_pairs(sensor_id: int, pairs: bytes) -> pl.DataFrame:
             "ts": pl.Series("ts", rows["ts"].astype(np.int64) + _POSTGRES_EPOCH_US).cast(
                 pl.Datetime("us", "UTC")
             ),
-            "sensor_id": pl.Series("sensor_id", np.full(rows.size, sensor_id, dtype=np.int16)),
+            "sensor_id": pl.Series("sensor_id", np.full(rows.size, sensor_id, dtype=np.int32)),
             "value": pl.Series("value", rows["value"].astype(np.float32)),
         }
     ).with_columns(pl.col("ts").dt.convert_time_zone("Asia/Bangkok"))
@@ -77,7 +77,7 @@ _DAY_PREFIX = np.dtype(
     [
         ("fields", ">i2"),
         ("sensor_len", ">i4"),
-        ("sensor_id", ">i2"),
+        ("sensor_id", ">i4"),
         ("day_len", ">i4"),
         ("day", ">i4"),
         ("n_len", ">i4"),
@@ -137,7 +137,7 @@ def encode_days(matrix: DayMatrix) -> Iterator[tuple[bytes, str]]:
     (`select_day_digests.sql`)."""
     summaries = matrix.summaries()
     prefix = np.empty(matrix.rows, dtype=_DAY_PREFIX)
-    for name, length in (("sensor", 2), ("day", 4), ("n", 2), ("min", 4), ("max", 4), ("sum", 8)):
+    for name, length in (("sensor", 4), ("day", 4), ("n", 2), ("min", 4), ("max", 4), ("sum", 8)):
         prefix[f"{name}_len"] = length
     prefix["fields"] = _DAY_FIELDS
     prefix["sensor_id"] = matrix.sensor_ids

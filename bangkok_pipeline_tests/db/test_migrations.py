@@ -161,7 +161,8 @@ def test_repeatables_wait_for_their_dependencies_and_equal_0004s_definitions(
     database_url: str,
 ) -> None:
     """Each repeatable applies once its migration is; those requiring 0004 keep its definitions
-    (sensor_series was changed for 0009's compressed tier, which it requires)."""
+    (sensor_series was changed for 0009's compressed tier, and it and latest_readings for 0010's
+    integer sensor ids, which they require)."""
     found = migrations.repeatables()
     assert {r.name for r in found} >= {
         "api.latest_readings",
@@ -170,9 +171,10 @@ def test_repeatables_wait_for_their_dependencies_and_equal_0004s_definitions(
         "api.building_daily_totals",
         "api.zone_comfort",
     }
-    assert {r.requires for r in found} == {4, 9}
+    assert {r.requires for r in found} == {4, 9, 10}
     changed = {r.name for r in found if r.requires != 4}
     assert changed == {
+        "api.latest_readings",
         "api.sensor_series",
         "private.minute_slots",
         "public.hourly_stats_between",
@@ -400,7 +402,7 @@ def test_0009_down_restores_the_one_tier_readings_and_up_brings_its_repeatables_
     with psycopg.connect(database_url, autocommit=True) as conn:
         migrations.migrate(conn)
         assert conn.execute(between).fetchone() != (None,)
-        assert migrations.downgrade(conn, 8) == ["0009_readings_tiers"]
+        assert migrations.downgrade(conn, 8) == ["0010_many_buildings", "0009_readings_tiers"]
         assert "sensor_readings" in _tables(conn) and "sensor_readings_rows" not in _tables(conn)
         assert conn.execute(between).fetchone() == (None,)
         assert conn.execute(series).fetchone() == (0,)  # 0004's definition reads the table again

@@ -271,7 +271,7 @@ def test_the_reading_model_rejects_a_timestamp_off_the_minute() -> None:
         {"ts": [ts, ts + timedelta(seconds=30)], "sensor_id": [1, 1], "value": [1.0, 1.0]},
         schema={
             "ts": pl.Datetime("us", "Asia/Bangkok"),
-            "sensor_id": pl.Int16,
+            "sensor_id": pl.Int32,
             "value": pl.Float64,
         },
     )

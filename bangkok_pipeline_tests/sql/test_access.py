@@ -150,6 +150,7 @@ def _provision(conn: psycopg.Connection, world: World, tag: str) -> list[str]:
     ).fetchone()
     assert sensor
     world.other_sensor = sensor[0]
+    assert world.other_sensor == (other[0] - 1) * 32768 + 1  # its building's block, past smallint
     buildings = {"main": world.building, "other": world.other_building}
     for name, subscription in TENANTS.items():
         world.tenants[name] = access.create_tenant(conn, f"{name} {tag}")
@@ -627,6 +628,12 @@ def test_sql_injection_through_api_arguments_does_nothing(world: World, argument
         ),
         (
             "SELECT * FROM api.sensor_series(%s, %s, %s, 'raw')",
+            (0, "2019-02-01", "2019-02-02"),
+            errors.InvalidParameterValue,
+            "p_sensor_id must be a sensor id (1 or more), got 0",
+        ),
+        (
+            "SELECT * FROM api.sensor_series(%s, %s, %s, 'raw')",
             (1, "2019-02-02", "2019-02-01"),
             errors.InvalidParameterValue,
             "must be before p_to",
@@ -791,6 +798,15 @@ def test_downgrade_removes_0004_cleanly_without_touching_other_databases(
     with new_database(server_url, migrate=True) as bystander:
         assert _footprint(bystander)["policies"] > 30
         with psycopg.connect(world.url, autocommit=True) as conn:
+            # 0009 holds only smallint ids: the second building's sensor (32,769) stops it
+            with pytest.raises(migrations.MigrationError, match="ids above 32767 exist"):
+                migrations.downgrade(conn, 3)
+            assert migrations.current_version(conn) == migrations.head()
+            for table in ("annotations", "sensors"):
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE sensor_id = %s").format(sql.Identifier(table)),
+                    (world.other_sensor,),
+                )
             migrations.downgrade(conn, 3)
         assert _footprint(world.url) == dict.fromkeys(
             ("policies", "rls_tables", "schemas", "role_dependencies"), 0

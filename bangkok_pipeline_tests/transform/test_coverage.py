@@ -43,7 +43,7 @@ def test_gaps_equal_a_minute_by_minute_walk() -> None:
             "ts": [low + timedelta(minutes=m) for s in sorted(present) for m in present[s]],
             "sensor_id": [s for s in sorted(present) for _ in present[s]],
         },
-        schema={"ts": TS_DTYPE, "sensor_id": pl.Int16},
+        schema={"ts": TS_DTYPE, "sensor_id": pl.Int32},
     )
     gaps = gap_segments(frame, sensor_ids, MONTH)
     found = [

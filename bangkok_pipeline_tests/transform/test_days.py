@@ -28,7 +28,7 @@ def _readings() -> pl.DataFrame:
             rows.append((start + timedelta(minutes=minute), sensor, float(rng.normal(0, 50))))
     frame = pl.DataFrame(
         rows,
-        schema={"ts": pl.Datetime("us", BANGKOK_TZ), "sensor_id": pl.Int16, "value": pl.Float32},
+        schema={"ts": pl.Datetime("us", BANGKOK_TZ), "sensor_id": pl.Int32, "value": pl.Float32},
         orient="row",
     )
     return frame.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
@@ -87,7 +87,7 @@ def test_encoded_rows_are_binary_copy_tuples_with_the_slots_and_hour_arrays() ->
     hours = matrix.hours()
     for row, (data, _digest) in enumerate(encoded):
         assert struct.unpack_from(">h", data)[0] == 11  # fields
-        at = 2 + (4 + 2) + (4 + 4) + (4 + 2) + (4 + 4) * 2 + (4 + 8)  # the six scalars
+        at = 2 + (4 + 4) + (4 + 4) + (4 + 2) + (4 + 4) * 2 + (4 + 8)  # the six scalars
         arrays = []
         for _ in range(5):  # vals, hour_n, hour_min, hour_max, hour_sum
             length, ndim, nulls, oid, dim, low = struct.unpack_from(">iiiiii", data, at)

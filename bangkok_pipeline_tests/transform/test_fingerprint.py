@@ -33,7 +33,7 @@ def _frame(seed: int = 7) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "ts": pl.Series([r[0] for r in rows], dtype=pl.Datetime("us", "Asia/Bangkok")),
-            "sensor_id": pl.Series([r[1] for r in rows], dtype=pl.Int16),
+            "sensor_id": pl.Series([r[1] for r in rows], dtype=pl.Int32),
             "value": pl.Series(values, dtype=pl.Float32),
         }
     )
@@ -42,7 +42,7 @@ def _frame(seed: int = 7) -> pl.DataFrame:
 @pytest.fixture
 def conn(database_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(database_url) as conn:
-        conn.execute("CREATE TEMP TABLE readings (ts timestamptz, sensor_id smallint, value real)")
+        conn.execute("CREATE TEMP TABLE readings (ts timestamptz, sensor_id integer, value real)")
         yield conn
 
 

@@ -40,7 +40,7 @@ def quarantined(result: LongResult) -> list[tuple[int, str | None, str, str]]:
 def test_readings_are_typed_and_in_bangkok_time(tmp_path: Path) -> None:
     result = load(tmp_path, ["Date,z1_Light(kW)", "2018-07-01 00:00:00,1.5"])
     assert result.readings.schema["ts"] == pl.Datetime("us", "Asia/Bangkok")
-    assert result.readings.schema["sensor_id"] == pl.Int16
+    assert result.readings.schema["sensor_id"] == pl.Int32
     assert result.readings.schema["value"] == pl.Float64
     assert result.readings.schema["line_no"] == pl.Int64
     assert result.readings.row(0)[:3] == (datetime(2018, 7, 1, tzinfo=BANGKOK_TZ), 11, 1.5)

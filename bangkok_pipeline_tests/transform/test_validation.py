@@ -34,7 +34,7 @@ def frame(rows: list[tuple[datetime, int, float]]) -> pl.DataFrame:
         },
         schema={
             "ts": pl.Datetime("us", "Asia/Bangkok"),
-            "sensor_id": pl.Int16,
+            "sensor_id": pl.Int32,
             "value": pl.Float64,
             "line_no": pl.Int64,
         },
@@ -167,7 +167,7 @@ def test_many_failures_stay_cheap() -> None:
             "ts": pl.datetime_range(
                 start, start + timedelta(minutes=n - 1), "1m", eager=True, time_zone="Asia/Bangkok"
             ),
-            "sensor_id": np.full(n, 2, dtype=np.int16),
+            "sensor_id": np.full(n, 2, dtype=np.int32),
             "value": np.full(n, 99.0),
             "line_no": np.arange(2, n + 2, dtype=np.int64),
         }

@@ -24,7 +24,7 @@ TIMESTAMPS = [
     datetime(1999, 12, 31, 23, 59, tzinfo=UTC),
 ]
 VALUES = [0.0, -1.5, FLOAT32_MAX, -FLOAT32_MAX, 1.0e-45, 21.299999237060547]
-SENSORS = [1, 32767, -32768]
+SENSORS = [1, 32767, 2_147_483_647, -2_147_483_648]
 
 
 def _frame() -> pl.DataFrame:
@@ -36,7 +36,7 @@ def _frame() -> pl.DataFrame:
     return pl.DataFrame(
         {
             "ts": pl.Series([r[0] for r in rows], dtype=pl.Datetime("us", "UTC")),
-            "sensor_id": pl.Series([r[1] for r in rows], dtype=pl.Int16),
+            "sensor_id": pl.Series([r[1] for r in rows], dtype=pl.Int32),
             "value": pl.Series([r[2] for r in rows], dtype=pl.Float32),
         }
     ).with_columns(pl.col("ts").dt.convert_time_zone("Asia/Bangkok"))
@@ -47,7 +47,7 @@ def copied(database_url: str) -> Iterator[tuple[pl.DataFrame, psycopg.Connection
     """The frame, and a connection whose temporary table `readings` holds it."""
     frame = _frame()
     with psycopg.connect(database_url) as conn:
-        conn.execute("CREATE TEMP TABLE readings (ts timestamptz, sensor_id smallint, value real)")
+        conn.execute("CREATE TEMP TABLE readings (ts timestamptz, sensor_id integer, value real)")
         with conn.cursor().copy("COPY readings FROM STDIN (FORMAT BINARY)") as copy:
             # two batches and an empty one: the stream has one header and one trailer
             for chunk in copy_stream(iter([frame.head(4), frame.clear(), frame.slice(4)])):

@@ -1,10 +1,10 @@
--- requires: 0004_multi_tenant
+-- requires: 0010_many_buildings
 -- Repeatable: applied by `bangkok-pipeline db migrate` after the versioned migrations, again
 -- whenever this file changes (sql/README.md, "Repeatable objects"). Edit the function here.
 
 -- Latest reading of every sensor of a building (the newest loaded month that has the sensor).
 CREATE OR REPLACE FUNCTION api.latest_readings(p_building_id integer)
-RETURNS TABLE (sensor_id smallint, floor smallint, zone smallint, channel text, kind text,
+RETURNS TABLE (sensor_id integer, floor smallint, zone smallint, channel text, kind text,
                unit text, ts timestamptz, value real)
 LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = ''
 AS $$

@@ -1,4 +1,4 @@
--- requires: 0009_readings_tiers
+-- requires: 0010_many_buildings
 -- Repeatable: applied by `bangkok-pipeline db migrate` after the versioned migrations, again
 -- whenever this file changes (sql/README.md, "Repeatable objects"). Edit the function here.
 
@@ -13,7 +13,7 @@ LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = ''
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_sensor smallint := private.checked_id('p_sensor_id', p_sensor_id);
+    v_sensor integer := private.checked_sensor_id('p_sensor_id', p_sensor_id);
     v_unit text;
     v_first date;
     v_last date;

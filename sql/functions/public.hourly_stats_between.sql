@@ -1,4 +1,4 @@
--- requires: 0009_readings_tiers
+-- requires: 0010_many_buildings
 -- Repeatable: applied by `bangkok-pipeline db migrate` after the versioned migrations, again
 -- whenever this file changes (sql/README.md, "Repeatable objects"). Edit the function here.
 
@@ -8,7 +8,7 @@
 -- like sensor_readings_between for the readings: inlined into the caller's query, so further
 -- conditions (sensor_id = ...) and the caller's Row Level Security apply as if written out.
 CREATE OR REPLACE FUNCTION public.hourly_stats_between(p_from timestamptz, p_to timestamptz)
-RETURNS TABLE (bucket timestamptz, sensor_id smallint, n integer, avg_value double precision,
+RETURNS TABLE (bucket timestamptz, sensor_id integer, n integer, avg_value double precision,
                min_value real, max_value real, energy_kwh double precision)
 LANGUAGE sql STABLE
 AS $$

@@ -1,4 +1,4 @@
--- requires: 0009_readings_tiers
+-- requires: 0010_many_buildings
 -- Repeatable: applied by `bangkok-pipeline db migrate` after the versioned migrations, again
 -- whenever this file changes (sql/README.md, "Repeatable objects"). Edit the function here.
 
@@ -10,7 +10,7 @@
 -- it into the caller's query, so further conditions (sensor_id = ...) and the caller's Row Level
 -- Security apply as if it were written out (sql/README.md, "Compressed months", has the plans).
 CREATE OR REPLACE FUNCTION public.sensor_readings_between(p_from timestamptz, p_to timestamptz)
-RETURNS TABLE (ts timestamptz, sensor_id smallint, value real)
+RETURNS TABLE (ts timestamptz, sensor_id integer, value real)
 LANGUAGE sql STABLE
 AS $$
     SELECT r.ts, r.sensor_id, r.value

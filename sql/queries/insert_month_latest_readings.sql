@@ -2,5 +2,5 @@
 -- sensor_latest_readings is under row level security, where COPY FROM is not allowed).
 INSERT INTO sensor_latest_readings (month, sensor_id, ts, value)
 SELECT %(month)s, l.sensor_id, l.ts, l.value
-FROM unnest(%(sensor_ids)s::smallint[], %(ts)s::timestamptz[], %(values)s::real[])
+FROM unnest(%(sensor_ids)s::integer[], %(ts)s::timestamptz[], %(values)s::real[])
     AS l(sensor_id, ts, value)

@@ -1,7 +1,6 @@
 -- The sensors of one floor's header, each once (idempotent); new columns become new sensors.
--- Only columns without a sensor are inserted: a row that loses to ON CONFLICT still draws an id
--- from the identity, so offering every column at each load would use up the smallint ids
--- (~204 a month) and stop loads after about 160 of them. ON CONFLICT covers concurrent loads.
+-- Only columns without a sensor are inserted; ON CONFLICT covers concurrent loads. Ids come from
+-- the building's block (trigger `sensors_next_id`, migration 0010).
 INSERT INTO sensors (building_id, floor, zone, channel, kind, unit, source_column)
 SELECT b.building_id, %(floor)s, c.zone, c.channel, c.kind, c.unit, c.source_column
 FROM buildings AS b,

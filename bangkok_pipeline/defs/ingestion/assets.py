@@ -32,7 +32,7 @@ from bangkok_pipeline.warehouse.load import ReconciliationError, ShrinkError, Sh
 READINGS_SCHEMA = dg.TableSchema(
     columns=[
         dg.TableColumn("ts", "timestamptz", description="the minute, Asia/Bangkok"),
-        dg.TableColumn("sensor_id", "smallint", description="sensors.sensor_id"),
+        dg.TableColumn("sensor_id", "integer", description="sensors.sensor_id"),
         dg.TableColumn("value", "real", description="in the sensor's unit (sensors.unit)"),
     ]
 )
