@@ -73,3 +73,29 @@ def test_a_second_building_draws_from_its_own_block_also_when_registering_at_onc
         pytest.raises(psycopg.errors.CheckViolation),
     ):
         conn.execute("UPDATE sensors SET building_id = 1 WHERE sensor_id = %s", (second_ids[0],))
+
+
+def test_only_the_masks_of_buildings_whose_sensors_changed_are_recomputed(
+    migrated_url: str,
+) -> None:
+    """Every load registers its floors again: a registration that adds nothing writes no mask,
+    and one that adds a building's sensors rewrites only that building's masks."""
+    masks = "SELECT building_id, tier, xmin::text FROM private.building_sensor_masks ORDER BY 1, 2"
+    layout = _channels(floor_columns(FLOOR))
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        register_floor(conn, FLOOR, layout)
+        first = conn.execute(masks).fetchall()
+        assert [row[:2] for row in first] == [(1, "free"), (1, "professional")]
+        register_floor(conn, FLOOR, layout)
+        assert conn.execute(masks).fetchall() == first
+        second = _second_building(conn, "Masks building")
+        register_floor(conn, FLOOR, layout, "Masks building")
+        after = conn.execute(masks).fetchall()
+        assert after[:2] == first
+        assert [row[:2] for row in after[2:]] == [(second, "free"), (second, "professional")]
+        professional = conn.execute(
+            "SELECT bit_count(mask) FROM private.building_sensor_masks "
+            "WHERE building_id = %s AND tier = 'professional'",
+            (second,),
+        ).fetchone()
+        assert professional == (len(layout),)

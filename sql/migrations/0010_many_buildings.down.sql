@@ -29,6 +29,14 @@ WHERE name IN ('api.latest_readings', 'api.sensor_series', 'public.sensor_readin
 
 DROP TRIGGER sensors_next_id ON sensors;
 DROP FUNCTION private.next_sensor_id();
+DROP TRIGGER sensors_added_refresh_masks ON sensors;
+DROP TRIGGER sensors_removed_refresh_masks ON sensors;
+DROP TRIGGER sensors_updated_refresh_masks ON sensors;
+DROP TRIGGER sensors_truncated_refresh_masks ON sensors;
+DROP FUNCTION private.sensor_rows_changed();
+CREATE TRIGGER sensors_refresh_masks
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sensors
+    FOR EACH STATEMENT EXECUTE FUNCTION private.sensors_changed();
 ALTER TABLE sensors DROP CONSTRAINT sensors_id_in_building_block;
 ALTER TABLE sensors ALTER COLUMN sensor_id TYPE smallint;
 ALTER TABLE sensors ALTER COLUMN sensor_id ADD GENERATED ALWAYS AS IDENTITY;
@@ -44,7 +52,8 @@ ALTER TABLE sensor_coverage ALTER COLUMN sensor_id TYPE smallint;
 ALTER TABLE reading_gaps ALTER COLUMN sensor_id TYPE smallint;
 ALTER TABLE annotations ALTER COLUMN sensor_id TYPE smallint;
 
--- 0006's masks: bit n is sensor_id n.
+-- 0006's masks: bit n is sensor_id n, every building recomputed.
+DROP FUNCTION private.refresh_sensor_masks(smallint[]);
 CREATE OR REPLACE FUNCTION private.refresh_sensor_masks() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
 AS $$
