@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from bangkok_pipeline.core.settings import BANGKOK_TZ
-from bangkok_pipeline.warehouse.pgcopy import copy_stream, decode_pairs
+from bangkok_pipeline.warehouse.pgcopy import copy_stream, decode_pairs, encode
 
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -89,3 +89,11 @@ def test_send_format_pairs_decode_to_the_same_frame(
     expected = frame.sort("sensor_id", "ts")
     assert decoded.schema == expected.schema
     assert decoded.equals(expected)
+
+
+def test_smallint_ids_of_archives_written_before_0010_encode_as_the_integer_column_takes() -> None:
+    """Archives written before migration 0010 hold sensor_id as Int16; restoring one COPYs it
+    into the integer column: the same bytes as the same readings with Int32 ids."""
+    frame = _frame().filter(pl.col("sensor_id").is_between(1, 32767))
+    old = frame.with_columns(pl.col("sensor_id").cast(pl.Int16))
+    assert encode(old) == encode(frame) and len(encode(frame)) == 30 * frame.height
