@@ -20,6 +20,8 @@ from bangkok_pipeline.source.files import read_header
 from bangkok_pipeline.source.layout import Channel, parse_column, parse_file_name
 from bangkok_pipeline.warehouse.ingest import source_files
 
+MAX_FLOORS = range(1, 201)  # floors.floor's CHECK (migration 0001)
+
 
 class BuildingError(ValueError):
     """A registration that cannot be made; nothing was changed."""
@@ -47,10 +49,13 @@ class Registration:
     skipped: list[str] = field(default_factory=list)  # files that are not CU-BEMS files
 
 
-def floor_channels_of(source: Path) -> tuple[dict[int, list[Channel]], list[str], list[str]]:
+def floor_channels_of(
+    source: Path, building: str
+) -> tuple[dict[int, list[Channel]], list[str], list[str]]:
     """The channels of every floor the folder's headers name (each column once, in header
-    order), the columns no channel matches, and the files that are not CU-BEMS files."""
-    files, skipped = source_files(source)
+    order), the columns no channel matches, and the files that are not CU-BEMS files. Any floor
+    the schema takes (1-200) may appear: the layout is the headers'."""
+    files, skipped = source_files(source, building, MAX_FLOORS)
     floors: dict[int, dict[str, Channel]] = {}
     unknown: list[str] = []
     for path in files:
@@ -77,7 +82,7 @@ def register(conn: psycopg.Connection, name: str, source: Path) -> Registration:
         raise BuildingError(
             f"--source {folder} is not a folder: expected one of {{year}}Floor{{n}}.csv files"
         )
-    floors, unknown, skipped = floor_channels_of(folder)
+    floors, unknown, skipped = floor_channels_of(folder, name)
     try:
         with conn.transaction():
             row = conn.execute(query("insert_building"), {"name": name, "source": str(folder)})

@@ -74,13 +74,15 @@ class RawMonth:
         return sum(int(f["lines"]) for f in self.files)
 
 
-def source_files(source_dir: Path) -> tuple[list[Path], list[str]]:
+def source_files(
+    source_dir: Path, building: str = BUILDING, floors: range = FLOORS
+) -> tuple[list[Path], list[str]]:
     """The `{year}Floor{n}.csv` files of a directory, and warnings for everything else in it.
 
     A file named for something no month can load is refused (`IngestError`, so every month fails
     until it is removed or renamed, before any file is read or sensor registered): a floor the
-    building does not have (`layout.FLOORS`), whose sensors would be registered for good, or a
-    year before the first partition, whose lines no month would read.
+    building does not have (`floors`: CU-BEMS's by default), whose sensors would be registered
+    for good, or a year before the first partition, whose lines no month would read.
     """
     if not source_dir.is_dir():
         raise IngestError(f"source directory {source_dir} does not exist (set CUBEMS_SOURCE_DIR)")
@@ -94,10 +96,10 @@ def source_files(source_dir: Path) -> tuple[list[Path], list[str]]:
             skipped.append(
                 f"{path.name}: not a CU-BEMS file name (expected {{year}}Floor{{n}}.csv)"
             )
-        elif named.floor not in FLOORS:
+        elif named.floor not in floors:
             refused.append(
-                f"{path.name}: floor {named.floor} is not a floor of {BUILDING} "
-                f"(floors {FLOORS[0]}-{FLOORS[-1]})"
+                f"{path.name}: floor {named.floor} is not a floor of {building} "
+                f"(floors {floors[0]}-{floors[-1]})"
             )
         elif named.year < first_year:
             refused.append(

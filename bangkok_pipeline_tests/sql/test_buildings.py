@@ -171,6 +171,13 @@ def test_adding_again_registers_nothing_and_another_folder_is_refused(
     with psycopg.connect(two.url) as conn:
         assert [b.name for b in buildings.list_buildings(conn)] == [BUILDING, TOWER]
 
+    # The layout is the headers': a floor CU-BEMS does not have is a floor of that building.
+    high = tmp_path / "high"
+    high.mkdir()
+    (high / file_name(2019, 12)).write_text(",".join(["Date", *floor_columns(1)]) + "\n")
+    assert run(["buildings", "add", "Tower C", "--source", str(high)]) == 0
+    assert f"1 floors, 4 zones, {len(floor_columns(1))} sensors" in capsys.readouterr().out
+
     assert run(["buildings", "list"]) == 0
     listing = capsys.readouterr().out.splitlines()
     assert listing[0].split()[:3] == ["ID", "NAME", "FLOORS"]
