@@ -33,7 +33,7 @@ from bangkok_pipeline.db.connection import (
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH, EmbeddedServerError
 from bangkok_pipeline.devtools import api_bench, sample
 from bangkok_pipeline.devtools.generator import GeneratorError, generate
-from bangkok_pipeline.runtime import services
+from bangkok_pipeline.runtime import partition_bench, services
 from bangkok_pipeline.runtime.instance import (
     DagsterStorage,
     dagster_storage,
@@ -54,6 +54,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     IngestError,
     migrations.MigrationError,
     MonthSpecError,
+    partition_bench.PartitionBenchError,
     services.ServiceError,
     TransactionPooler,
     *cli_access.EXPECTED_ERRORS,
@@ -407,6 +408,17 @@ def _bench_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_partitions(args: argparse.Namespace) -> int:
+    results = partition_bench.run_partition_bench(
+        args.buildings,
+        args.months,
+        args.repeats,
+        progress=lambda line: print(line, flush=True),
+    )
+    print(partition_bench.report(results))
+    return 0
+
+
 def _url(args: argparse.Namespace) -> int:
     print(resolve_url())
     return 0
@@ -562,6 +574,35 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--functions", help="comma-separated subset (default: all)")
     api.add_argument("--explain", metavar="FUNCTION", help="also print its plans (superuser)")
     api.set_defaults(handler=_bench_api)
+    partitions = add_command(
+        bench_commands,
+        "partitions",
+        "Dagster UI partition queries and backfill creation, building × month, static vs dynamic",
+        "bangkok-pipeline bench partitions --buildings 200 --months 18 --repeats 20",
+    )
+    partitions.add_argument(
+        "--buildings",
+        type=int,
+        metavar="N",
+        default=partition_bench.DEFAULT_BUILDINGS,
+        help=f"buildings per asset (default: {partition_bench.DEFAULT_BUILDINGS})",
+    )
+    partitions.add_argument(
+        "--months",
+        type=int,
+        metavar="N",
+        default=partition_bench.DEFAULT_MONTHS,
+        help=f"months from {partition_bench.FIRST_MONTH} (default: "
+        f"{partition_bench.DEFAULT_MONTHS})",
+    )
+    partitions.add_argument(
+        "--repeats",
+        type=int,
+        metavar="N",
+        default=partition_bench.DEFAULT_REPEATS,
+        help=f"rounds of timed requests (default: {partition_bench.DEFAULT_REPEATS})",
+    )
+    partitions.set_defaults(handler=_bench_partitions)
 
     db = add_command(commands, "db", "the database: migrations, URL, server, backups, tiers")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
