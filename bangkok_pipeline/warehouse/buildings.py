@@ -80,7 +80,8 @@ def register(conn: psycopg.Connection, name: str, source: Path) -> Registration:
     folder = Path(source).expanduser().resolve()
     if not folder.is_dir():
         raise BuildingError(
-            f"--source {folder} is not a folder: expected one of {{year}}Floor{{n}}.csv files"
+            f"source {folder} does not exist or is not a folder; expected a folder of "
+            "{year}Floor{n}.csv files"
         )
     floors, unknown, skipped = floor_channels_of(folder, name)
     try:

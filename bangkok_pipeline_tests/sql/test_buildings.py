@@ -168,6 +168,8 @@ def test_adding_again_registers_nothing_and_another_folder_is_refused(
     empty.mkdir()
     assert run(["buildings", "add", "Tower C", "--source", str(empty)]) == 1
     assert "no CU-BEMS files" in capsys.readouterr().err
+    assert run(["buildings", "add", "Tower C", "--source", str(tmp_path / "missing")]) == 1
+    assert "does not exist or is not a folder" in capsys.readouterr().err
     with psycopg.connect(two.url) as conn:
         assert [b.name for b in buildings.list_buildings(conn)] == [BUILDING, TOWER]
 
