@@ -11,16 +11,12 @@ from pathlib import Path
 
 import fsspec
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from bangkok_pipeline.runtime.services import free_port
 
 
 class S3Server:
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log = Path(tempfile.mkstemp(prefix="bangkok-moto-", suffix=".log")[1])
         self._process: subprocess.Popen[bytes] | None = None

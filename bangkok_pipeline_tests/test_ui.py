@@ -35,6 +35,7 @@ from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.definitions import defs
 from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
 from bangkok_pipeline.devtools.generator import generate
+from bangkok_pipeline.runtime.services import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -115,12 +116,6 @@ pytestmark = [
 
 def _cli_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from bangkok_pipeline.cli.main import main; main()", *args]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_for_line(process: subprocess.Popen[bytes], output: Path, prefix: str) -> str:
@@ -372,7 +367,7 @@ def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended
     up: subprocess.Popen[bytes] | None = None
     pages: Pages | None = None
     try:
-        port = _free_port()
+        port = free_port()
         with up_output.open("wb") as output:
             up = subprocess.Popen(
                 _cli_command("up", "--host", "127.0.0.1", "--port", str(port)),

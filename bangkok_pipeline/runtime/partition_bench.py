@@ -31,7 +31,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from typing import Any
 
 import dagster as dg
 
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.runtime import services
 
 DEFAULT_BUILDINGS = 100
@@ -276,20 +276,18 @@ class Shape:
     @property
     def end(self) -> str:
         """The exclusive end of the monthly partitions: the month after the last."""
-        return _month(len(self.months))
-
-
-def _month(offset: int) -> str:
-    """The `YYYY-MM` key `offset` months after FIRST_MONTH."""
-    year, month = divmod(int(FIRST_MONTH[5:]) - 1 + offset, 12)
-    return f"{int(FIRST_MONTH[:4]) + year:04d}-{month + 1:02d}"
+        return Month.parse(self.months[-1]).next().key
 
 
 def shape(buildings: int, months: int) -> Shape:
     """`buildings` names (`building-001`, …) and `months` month keys from FIRST_MONTH."""
     width = max(3, len(str(buildings)))
     names = [f"building-{i:0{width}d}" for i in range(1, buildings + 1)]
-    return Shape(names, [_month(i) for i in range(months)])
+    keys, month = [], Month.parse(FIRST_MONTH)
+    for _ in range(months):
+        keys.append(month.key)
+        month = month.next()
+    return Shape(names, keys)
 
 
 def run_partition_bench(
@@ -324,7 +322,7 @@ def run_partition_bench(
             "not timed)"
         )
         _record_materializations(home, layout)
-        port = _free_port()
+        port = services.free_port()
         server = services.Service(
             "dagster-webserver",
             [_webserver(), "-f", str(code), "-d", str(home), "-h", "127.0.0.1", "-p", str(port)],
@@ -354,13 +352,6 @@ def _webserver() -> str:
     if not found:
         raise PartitionBenchError(f"dagster-webserver not found beside {sys.executable}")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _record_materializations(home: Path, layout: Shape) -> None:

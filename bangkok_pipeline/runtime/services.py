@@ -128,6 +128,13 @@ def _group_alive(group: int, leader: subprocess.Popen[bytes]) -> bool:
     return True
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now, for a server started next (a child binds it)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def ensure_port_free(host: str, port: int) -> None:
     """Refuse early: a UI already on the port would answer our readiness poll in its place."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:

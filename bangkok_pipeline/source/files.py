@@ -126,12 +126,9 @@ def read_source_lines(path: Path) -> SourceText:
     path = Path(path)
     with path.open("rb") as handle:
         head = handle.read(_BINARY_PROBE)
-        if not head:
-            raise SourceError(f"{path.name}: empty file, expected a header line starting 'Date'")
+        _check_text(path.name, head)
         handle.seek(-1, os.SEEK_END)
         incomplete = handle.read(1) != b"\n"
-    if b"\x00" in head:
-        raise SourceError(f"{path.name}: binary content (NUL bytes), not a CSV text file")
     first_end = head.find(b"\n")
     crlf = first_end > 0 and head[first_end - 1 : first_end] == b"\r"
     lines = _all_lines(path)
@@ -156,14 +153,19 @@ def read_header(path: Path) -> tuple[str, ...]:
     path = Path(path)
     with path.open("rb") as handle:
         first = handle.readline(_HEADER_LIMIT + 1)
-    if not first.strip():
-        raise SourceError(f"{path.name}: empty file, expected a header line starting 'Date'")
+    _check_text(path.name, first.strip())
     if len(first) > _HEADER_LIMIT:
         raise SourceError(f"{path.name} line 1: longer than {_HEADER_LIMIT:,} bytes, not a header")
-    if b"\x00" in first:
-        raise SourceError(f"{path.name}: binary content (NUL bytes), not a CSV text file")
     text = first.removeprefix(_BOM).decode("utf-8", errors="replace").rstrip("\r\n")
     return _header(path.name, text)
+
+
+def _check_text(name: str, head: bytes) -> None:
+    """Refuse a file whose first bytes are nothing or not text."""
+    if not head:
+        raise SourceError(f"{name}: empty file, expected a header line starting 'Date'")
+    if b"\x00" in head:
+        raise SourceError(f"{name}: binary content (NUL bytes), not a CSV text file")
 
 
 def _nothing_placed(name: str, data: pl.DataFrame, year: int | None) -> str:

@@ -5,6 +5,7 @@ the loader reads any header back into `Channel`s with `parse_column`.
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,6 +71,21 @@ def parse_column(floor: int, column: str) -> Channel | None:
         return Channel(floor, zone, name, kind, "kW", column)
     unit = match.group("unit")
     return Channel(floor, zone, match.group("sensor"), _KIND_BY_UNIT[unit], unit, column)
+
+
+def split_header(floor: int, header: Sequence[str]) -> tuple[list[Channel], list[str]]:
+    """A floor file's header (Date first or not) as the Channels of its columns and, in header
+    order, the columns that follow no channel pattern."""
+    channels, unknown = [], []
+    for column in header:
+        if column == DATE_COLUMN:
+            continue
+        channel = parse_column(floor, column)
+        if channel is None:
+            unknown.append(column)
+        else:
+            channels.append(channel)
+    return channels, unknown
 
 
 def _zone(

@@ -17,7 +17,7 @@ from psycopg.rows import class_row
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.source.catalog import register_floor
 from bangkok_pipeline.source.files import read_header
-from bangkok_pipeline.source.layout import Channel, parse_column, parse_file_name
+from bangkok_pipeline.source.layout import Channel, parse_file_name, split_header
 from bangkok_pipeline.warehouse.ingest import source_files
 
 MAX_FLOORS = range(1, 201)  # floors.floor's CHECK (migration 0001)
@@ -61,13 +61,11 @@ def floor_channels_of(
     for path in files:
         named = parse_file_name(path.name)
         assert named is not None  # source_files keeps CU-BEMS names only
+        channels, unrecognised = split_header(named.floor, read_header(path))
         known = floors.setdefault(named.floor, {})
-        for column in read_header(path)[1:]:
-            channel = parse_column(named.floor, column)
-            if channel is None:
-                unknown.append(f"{path.name}: {column}")
-            else:
-                known.setdefault(column, channel)
+        for channel in channels:
+            known.setdefault(channel.column, channel)
+        unknown += [f"{path.name}: {column}" for column in unrecognised]
     return {f: list(c.values()) for f, c in sorted(floors.items())}, unknown, skipped
 
 

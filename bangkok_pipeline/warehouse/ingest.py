@@ -28,8 +28,8 @@ from bangkok_pipeline.source.layout import (
     DATE_COLUMN,
     FLOORS,
     Channel,
-    parse_column,
     parse_file_name,
+    split_header,
 )
 from bangkok_pipeline.source.state import DirectoryState, FileState
 from bangkok_pipeline.transform.coverage import coverage_summary, gap_segments
@@ -168,9 +168,7 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
             result.waiting += _waiting_lines(source, last)
             if raw.is_empty():
                 result.without_lines.append(_without_lines(source, source_file.floor, month))
-            columns = [c for c in source.header if c != DATE_COLUMN]
-            channels = [parse_column(source_file.floor, c) for c in columns]
-            known: list[Channel] = [c for c in channels if c is not None]
+            known, unknown = split_header(source_file.floor, source.header)
             raw.write_parquet(folder / f"{path.stem}.parquet", compression="zstd")
             states[path.name] = state
             entry: dict[str, object] = {
@@ -178,9 +176,7 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
                 "floor": source_file.floor,
                 "lines": raw.height,
                 "header": list(source.header),
-                "unknown_columns": [
-                    c for c, ch in zip(columns, channels, strict=True) if ch is None
-                ],
+                "unknown_columns": unknown,
                 "bom": source.bom,
                 "crlf": source.crlf,
                 "incomplete_last_line": source.incomplete_last_line,

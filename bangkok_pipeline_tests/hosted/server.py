@@ -9,7 +9,6 @@ import importlib.util
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Self
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+
+from bangkok_pipeline.runtime.services import free_port
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 SUPERUSER = "supabase_admin"
@@ -61,7 +62,7 @@ class ScratchServer:
         self.root = Path(tempfile.mkdtemp(prefix="bangkok-pg-"))
         self.data = self.root / "data"
         self.tls = tls
-        self.port = _free_port() if tls else 5432
+        self.port = free_port() if tls else 5432
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             account = pwd.getpwnam("postgres")
@@ -127,9 +128,3 @@ class SupabaseLikeServer(ScratchServer):
             conn.execute((_HERE / "supabase_cluster.sql").read_text())
         with psycopg.connect(self.url(SUPERUSER, "template1"), autocommit=True) as conn:
             conn.execute((_HERE / "supabase_project.sql").read_text())
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
