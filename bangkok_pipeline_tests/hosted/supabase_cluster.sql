@@ -13,8 +13,9 @@ CREATE ROLE authenticator LOGIN NOINHERIT;
 GRANT anon, authenticated, service_role TO authenticator;
 GRANT anon, authenticated, service_role TO postgres;
 
--- Supabase Auth's own login owns schema auth.
+-- Supabase Auth's and Storage's own logins own schemas auth and storage.
 CREATE ROLE supabase_auth_admin LOGIN NOINHERIT CREATEROLE NOREPLICATION;
+CREATE ROLE supabase_storage_admin LOGIN NOINHERIT CREATEROLE NOREPLICATION;
 
 -- Supabase sets statement timeouts on the API roles (and hosted servers often on every login).
 ALTER ROLE anon SET statement_timeout = '3s';

@@ -138,23 +138,48 @@ def _schemas_and_privileges(url: str) -> dict[str, object]:
         }
 
 
-def _auth(url: str) -> dict[str, object]:
-    """Schema auth as its owner left it: ownership, privileges, auth.users, auth.uid()."""
+# Schemas a hosted provider manages in every project (Supabase's here), never the pipeline's.
+_MANAGED = ["auth", "storage", "vault", "realtime", "graphql_public", "extensions"]
+
+
+def _managed(url: str) -> dict[str, object]:
+    """The provider's schemas as their owners left them: ownership and privileges of each schema
+    and relation, auth.users' and storage.buckets' rows, auth.uid(), the event triggers."""
     with psycopg.connect(url) as conn:
+        present = [
+            name
+            for (name,) in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname = ANY (%s) ORDER BY 1", (_MANAGED,)
+            ).fetchall()
+        ]
+        rows = {
+            table: conn.execute(sql.SQL("SELECT * FROM {} ORDER BY 1").format(
+                sql.Identifier(*table.split(".")))).fetchall()
+            for table in ("auth.users", "storage.buckets")
+            if table.split(".")[0] in present
+        }  # fmt: skip
         return {
-            "schema": conn.execute(
-                "SELECT pg_get_userbyid(nspowner), nspacl::text, "
-                "obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = 'auth'"
+            "schemas": conn.execute(
+                "SELECT nspname, pg_get_userbyid(nspowner), nspacl::text, "
+                "obj_description(oid, 'pg_namespace') FROM pg_namespace "
+                "WHERE nspname = ANY (%s) ORDER BY 1",
+                (present,),
             ).fetchall(),
-            "users": conn.execute("SELECT id, email FROM auth.users ORDER BY 1").fetchall(),
+            "relations": conn.execute(
+                "SELECT oid::regclass::text, pg_get_userbyid(relowner), relacl::text, "
+                "relrowsecurity FROM pg_class WHERE relnamespace::regnamespace::text = ANY (%s) "
+                "ORDER BY 1",
+                (present,),
+            ).fetchall(),
+            "rows": rows,
             "uid": conn.execute(
                 "SELECT pg_get_functiondef(p.oid), pg_get_userbyid(p.proowner), p.proacl::text, "
                 "obj_description(p.oid, 'pg_proc') FROM pg_proc AS p "
                 "WHERE p.oid = 'auth.uid()'::regprocedure"
             ).fetchall(),
-            "objects": conn.execute(
-                "SELECT oid::regclass::text FROM pg_class "
-                "WHERE relnamespace = 'auth'::regnamespace ORDER BY 1"
+            "event_triggers": conn.execute(
+                "SELECT evtname, evtevent, evtfoid::regproc::text, evtenabled "
+                "FROM pg_event_trigger ORDER BY 1"
             ).fetchall(),
         }
 
@@ -178,8 +203,9 @@ def test_a_restore_leaves_an_auth_schema_of_the_project_alone(
     server_url: str, tmp_path: Path
 ) -> None:
     """The source has migration 0004's auth.uid() shim (a database without auth); the target has
-    an auth schema of its own, as every Supabase project has (here: from the template, or made
-    like Supabase's on the embedded server)."""
+    an auth schema of its own, as every Supabase project has (here: from the template, with
+    Supabase's storage, vault, realtime and graphql_public schemas and its event triggers; or an
+    auth made like Supabase's on the embedded server)."""
     with (
         new_database(server_url, migrate=True, template="template0") as source,
         new_database(server_url) as target,
@@ -199,11 +225,13 @@ def test_a_restore_leaves_an_auth_schema_of_the_project_alone(
                 "INSERT INTO auth.users (id, email) "
                 "VALUES ('00000000-0000-0000-0000-000000000001', 'someone@example.com')"
             )
+            if conn.execute("SELECT to_regnamespace('storage')").fetchone() != (None,):
+                conn.execute("INSERT INTO storage.buckets (id, name) VALUES ('photos', 'photos')")
             assert backup.pipeline_schemas(conn) == ["public"]
-            assert backup.user_tables(conn) == 0, "Supabase's auth.users is not the project's"
-        before = _auth(target)
+            assert backup.user_tables(conn) == 0, "Supabase's schemas are not the project's"
+        before = _managed(target)
         result = backup.restore(target, file)
-        assert _auth(target) == before
+        assert _managed(target) == before
         assert result.tables == tables
         with psycopg.connect(target) as conn, psycopg.connect(source) as original:
             migrations = "SELECT version, checksum FROM schema_migrations ORDER BY 1"

@@ -773,13 +773,14 @@ def test_the_api_benchmark_runs_both_identities(world: World) -> None:
 
 def _footprint(url: str) -> dict[str, int]:
     """What 0004 leaves in a database: policies, RLS flags, its schemas (Supabase's `auth` is not
-    one), and every dependency
-    (ownership, grants, policy roles) of this database on the cluster-wide roles."""
+    one, nor are its Storage tables' RLS flags), and every dependency (ownership, grants, policy
+    roles) of this database on the cluster-wide roles."""
     roles = [access.OWNER_ROLE, access.LOADER_ROLE, access.API_ROLE]
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM pg_policy), "
-            "(SELECT count(*) FROM pg_class WHERE relrowsecurity OR relforcerowsecurity), "
+            "(SELECT count(*) FROM pg_class WHERE (relrowsecurity OR relforcerowsecurity) "
+            "AND relnamespace::regnamespace::text <> 'storage'), "
             "(SELECT count(*) FROM pg_namespace WHERE nspname IN ('api', 'private') "
             "OR obj_description(oid, 'pg_namespace') LIKE 'bangkok_pipeline:%%'), "
             "(SELECT count(*) FROM pg_shdepend WHERE dbid = (SELECT oid FROM pg_database "

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
+from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.ops import health
 from bangkok_pipeline.warehouse import access
@@ -26,6 +27,9 @@ pytestmark = pytest.mark.integration
 # Schemas whose relations any role may read by design: the catalogs, and the extensions Supabase
 # installs for the project (pg_stat_statements' view is granted to PUBLIC by the extension).
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", "extensions")
+# Supabase grants its Storage tables to the API roles itself, under RLS: the provider's writes,
+# not the pipeline's (reads are still probed there, and return nothing).
+_NOT_THE_PIPELINES = (*_SYSTEM_SCHEMAS, "storage")
 _RELATIONS = """
 SELECT n.nspname::text, c.relname::text
 FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -113,7 +117,7 @@ def test_anon_and_a_signed_up_stranger_read_and_write_nothing(
 ) -> None:
     with _as_api(project, role, user) as conn:
         assert _readable_rows(conn) == {}
-        assert conn.execute(_WRITES, (list(_SYSTEM_SCHEMAS), role, role)).fetchall() == []
+        assert conn.execute(_WRITES, (list(_NOT_THE_PIPELINES), role, role)).fetchall() == []
         if role == "anon":
             with pytest.raises(errors.InsufficientPrivilege):
                 conn.execute("SELECT * FROM api.latest_readings(%s)", (project.building,))
@@ -129,7 +133,7 @@ def test_a_user_whose_tenant_has_no_subscription_sees_only_its_own_tenant_and_us
         assert _readable_rows(conn) == {"public.tenants": 1, "public.app_users": 1}
         assert (
             conn.execute(
-                _WRITES, (list(_SYSTEM_SCHEMAS), "authenticated", "authenticated")
+                _WRITES, (list(_NOT_THE_PIPELINES), "authenticated", "authenticated")
             ).fetchall()
             == []
         )
@@ -208,3 +212,24 @@ def test_the_audit_names_a_privilege_a_data_api_role_gains(
         finally:
             conn.execute(grant.replace("GRANT", "REVOKE").replace(" TO ", " FROM "))
         assert access.privilege_leaks(conn) == []
+
+
+def test_migrations_apply_and_roll_back_under_supabases_event_triggers(
+    supabase_server: SupabaseLikeServer,
+) -> None:
+    """PostgREST's schema-cache watches fire on every DDL statement and drop of the project login's
+    migrations, up to the last step, down to base and up again, and change nothing of them."""
+    with new_database(supabase_server.url()) as url, psycopg.connect(url, autocommit=True) as ear:
+        triggers = "SELECT evtname, evtenabled FROM pg_event_trigger ORDER BY 1"
+        assert ear.execute(triggers).fetchall() == [
+            ("pgrst_ddl_watch", "O"),
+            ("pgrst_drop_watch", "O"),
+        ]
+        ear.execute("LISTEN pgrst")
+        with psycopg.connect(url, autocommit=True) as conn:
+            applied = migrations.migrate(conn)
+            assert migrations.downgrade(conn, 0)[-1] == applied[0]
+            assert migrations.migrate(conn) == applied
+            assert access.privilege_leaks(conn) == []
+        heard = [note.payload for note in ear.notifies(timeout=2, stop_after=50)]
+        assert heard and set(heard) == {"reload schema"}
