@@ -456,7 +456,7 @@ def _staging(conn: psycopg.Connection) -> Finding:
     in_progress: list[dict[str, Any]] = []
     for table in found.unattached:
         parsed = parse_partition_name(table.name)
-        busy = parsed is not None and parsed[1] in held
+        busy = parsed is not None and parsed.month in held
         entry = {"table": f"partitions.{table.name}", "bytes": table.bytes}
         entry["estimated_rows"] = table.estimated_rows if table.estimated_rows >= 0 else None
         (in_progress if busy else orphans).append(entry)

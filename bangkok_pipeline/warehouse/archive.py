@@ -251,10 +251,7 @@ def archive_month(
         table: sql.Composable = tier.identifier(month)
         if tier is DAYS:  # a compressed month: its readings as rows (restored as rows)
             table = compression.decompressed(DAYS.identifier(month))
-        size_row = conn.execute(
-            "SELECT pg_total_relation_size(%s::regclass)", (f"partitions.{tier.name(month)}",)
-        ).fetchone()
-        partition_bytes = int(size_row[0]) if size_row else 0
+        partition_bytes = partitions.size(conn, tier, month)
         free = shutil.disk_usage(directory).free
         needed = int(partition_bytes * _FREE_SPACE_SHARE) + _FREE_SPACE_MARGIN
         if free < needed:

@@ -126,15 +126,11 @@ class MonthLoader:
                     "%s: loaded, but its layers were not published: %s", self.month.first_day, error
                 )
             tier = DAYS if self.compressed else READINGS
-            size = self.conn.execute(
-                "SELECT pg_total_relation_size(%s::regclass)",
-                (f"partitions.{tier.name(self.month)}",),
-            ).fetchone()
             return MonthLoadResult(
                 self.month,
                 rows,
                 self.fingerprints.height,
-                int(size[0]) if size else 0,
+                partitions.size(self.conn, tier, self.month),
                 dict(self.timings),
                 self.compressed,
             )

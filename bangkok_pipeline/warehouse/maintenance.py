@@ -12,7 +12,6 @@ newest successfully loaded month, not on the clock, so a historical dataset does
 partitions for years it has no data for; before the first load there is nothing to anchor on.
 """
 
-import uuid
 from dataclasses import dataclass, field
 
 import psycopg
@@ -62,11 +61,12 @@ def inventory(conn: psycopg.Connection) -> Inventory:
         table = PartitionTable(name, parent, int(size), int(rows))
         result.tables.append(table)
         parsed = parse_partition_name(name)
-        if parent is None or parsed is None or parsed[2] is not None or parsed[0] != parent:
-            if parent is None:
-                result.unattached.append(table)
-            continue
-        result.attached[parent].add(parsed[1])
+        if parent is None:
+            result.unattached.append(table)
+        elif (
+            parsed and parsed.building is None and parsed.token is None and parsed.parent == parent
+        ):
+            result.attached[parent].add(parsed.month)
     return result
 
 
@@ -164,11 +164,9 @@ def premake(conn: psycopg.Connection, ahead: int) -> PremakeReport:
 
 
 def create_empty_partition(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> str:
-    """Create and attach one empty month partition (call in a transaction holding the month
-    lock): a staging table with the month's CHECK, owned like its parent, attached, so ATTACH
-    needs no scan and takes only a SHARE UPDATE EXCLUSIVE lock on the parent: readers are not
-    blocked. An existing partition of the month is never replaced: that fails instead."""
-    token = f"p{uuid.uuid4().hex[:8]}"
-    partitions.create_staging(conn, table, month, token)
-    partitions.attach(conn, table, month, token, replace=False)
+    """Create and attach one empty month partition, partitioned by building and holding no
+    building yet (call in a transaction holding the month lock): empty, so ATTACH scans nothing
+    and takes only a SHARE UPDATE EXCLUSIVE lock on the parent: readers are not blocked. An
+    existing partition of the month is left as it is."""
+    partitions.ensure_month(conn, table, month)
     return f"{partitions.SCHEMA}.{table.name(month)}"

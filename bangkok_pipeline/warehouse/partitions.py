@@ -1,21 +1,25 @@
-"""A month partition's life, for the load, premake, archive and restore: one place for it.
+"""A building-month partition's life, for the load, premake, archive and restore: one place for it.
 
-The three partitioned parents (`sensor_readings_rows`, `hourly_sensor_stats`, `daily_sensor_stats`)
-hold one partition per Bangkok calendar month in schema `partitions`, named
-`<parent>_yYYYYmMM`. A month is built in staging tables `<partition>_<token>`: created like the
-parent with the month's range CHECK (so ATTACH needs no validation scan and takes only a SHARE
-UPDATE EXCLUSIVE lock on the parent) and owned like the parent from the start (ATTACH, DETACH and
-DROP need ownership, which no grant gives: with access control migrated, `bangkok_loader` owns
-every partition, so whichever login builds a month, any loader can replace or drop it later, and
-any loader can drop a staging table a crashed run left behind). Attaching replaces the month's
-current partition, if any, in the caller's transaction, so readers see the old month or the new
-one. Callers hold the month's lock (`month_lock`) around all of it.
+The partitioned parents (`sensor_readings_rows`, `hourly_sensor_stats`, `daily_sensor_stats`,
+`sensor_readings_days`) hold one partition per Bangkok calendar month in schema `partitions`,
+named `<parent>_yYYYYmMM`, itself partitioned by building (migration 0011): a range of
+`sensor_id` per building's block of 32,768 ids (0010), `<parent>_yYYYYmMM_b<building>`. The
+building-month is the unit a load, compression, archive or restore replaces. It is built in
+staging tables `<leaf>_<token>`: created like the parent with the month's and the building's range
+CHECKs (so ATTACH needs no validation scan) and owned like the parent from the start (ATTACH,
+DETACH and DROP need ownership, which no grant gives: with access control migrated,
+`bangkok_loader` owns every partition, so whichever login builds a month, any loader can replace
+or drop it later, and any loader can drop a staging table a crashed run left behind). Attaching
+replaces the building-month's current leaf, if any, in the caller's transaction, so readers see
+the old one or the new one; the month's table is created when its first leaf comes and dropped
+with its last. Callers hold the month's lock (`month_lock`) around all of it.
 """
 
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import NamedTuple
 
 import polars as pl
 import psycopg
@@ -26,6 +30,13 @@ from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.warehouse import pgcopy
 
 SCHEMA = "partitions"
+BLOCK = 32768  # sensor ids per building (migration 0010)
+CUBEMS = 1  # the building every load fills until loads take a building
+
+
+def building_bounds(building: int) -> tuple[int, int]:
+    """The building's range [low, high) of sensor ids: its block of BLOCK (0010)."""
+    return (building - 1) * BLOCK, building * BLOCK
 
 
 @dataclass(frozen=True)
@@ -38,17 +49,28 @@ class PartitionedTable:
     daily: bool = False
 
     def name(self, month: Month) -> str:
-        """The month's partition: `sensor_readings_y2018m07`."""
+        """The month's partition (partitioned by building): `sensor_readings_rows_y2018m07`."""
         return f"{self.parent}_{month.suffix}"
 
-    def staging_name(self, month: Month, token: str) -> str:
-        """A staging table of the month: `sensor_readings_y2018m07_<token>`."""
-        return f"{self.name(month)}_{token}"
+    def leaf_name(self, month: Month, building: int = CUBEMS) -> str:
+        """The building-month's partition: `sensor_readings_rows_y2018m07_b1`."""
+        return f"{self.name(month)}_b{building}"
 
-    def identifier(self, month: Month, token: str | None = None) -> sql.Identifier:
-        """`partitions.<name>` of the month's partition, or of a staging table with `token`."""
-        name = self.name(month) if token is None else self.staging_name(month, token)
-        return sql.Identifier(SCHEMA, name)
+    def staging_name(self, month: Month, token: str, building: int = CUBEMS) -> str:
+        """A staging table of the building-month: `sensor_readings_rows_y2018m07_b1_<token>`."""
+        return f"{self.leaf_name(month, building)}_{token}"
+
+    def identifier(
+        self, month: Month, token: str | None = None, building: int = CUBEMS
+    ) -> sql.Identifier:
+        """`partitions.<name>` of the building-month's partition, or of a staging table of it
+        with `token`."""
+        leaf = self.leaf_name(month, building)
+        return sql.Identifier(SCHEMA, leaf if token is None else f"{leaf}_{token}")
+
+    def month_identifier(self, month: Month) -> sql.Identifier:
+        """`partitions.<name>` of the month's partition: every building's leaves."""
+        return sql.Identifier(SCHEMA, self.name(month))
 
     def bounds(self, month: Month) -> tuple[date | datetime, date | datetime]:
         """The month's range [low, high) in the parent's partition key."""
@@ -65,16 +87,25 @@ ALL_TABLES = (*TABLES, DAYS)
 
 _NAME = re.compile(
     rf"^(?P<parent>{'|'.join(t.parent for t in ALL_TABLES)})"
-    r"_y(?P<year>\d{4})m(?P<month>\d{2})(?:_(?P<suffix>\w+))?$"
+    r"_y(?P<year>\d{4})m(?P<month>\d{2})(?:_b(?P<building>[1-9]\d*))?(?:_(?P<suffix>\w+))?$"
 )
 
 
-def parse_partition_name(name: str) -> tuple[str, Month, str | None] | None:
-    """`sensor_readings_y2018m07[_token]` -> (parent, month, token); None for other names."""
+class PartitionName(NamedTuple):
+    parent: str
+    month: Month
+    building: int | None  # None: the month's table
+    token: str | None  # a staging table's (never starting with `b` and a digit)
+
+
+def parse_partition_name(name: str) -> PartitionName | None:
+    """`sensor_readings_rows_y2018m07[_b1[_token]]` -> its parts; None for other names."""
     match = _NAME.match(name)
     if not match or not 1 <= int(match["month"]) <= 12:
         return None
-    return match["parent"], Month(int(match["year"]), int(match["month"])), match["suffix"]
+    building = int(match["building"]) if match["building"] else None
+    month = Month(int(match["year"]), int(match["month"]))
+    return PartitionName(match["parent"], month, building, match["suffix"])
 
 
 def _require_transaction(conn: psycopg.Connection, what: str) -> None:
@@ -83,14 +114,20 @@ def _require_transaction(conn: psycopg.Connection, what: str) -> None:
 
 
 def create_staging(
-    conn: psycopg.Connection, table: PartitionedTable, month: Month, token: str
+    conn: psycopg.Connection,
+    table: PartitionedTable,
+    month: Month,
+    token: str,
+    building: int = CUBEMS,
 ) -> sql.Identifier:
-    """Create the month's staging table `<partition>_<token>`: like the parent, with the month's
-    range CHECK, owned by the parent's owner. Call in a transaction; returns its identifier."""
+    """Create the building-month's staging table `<leaf>_<token>`: like the parent, with the
+    month's and the building's range CHECKs, owned by the parent's owner. Call in a transaction;
+    returns its identifier."""
     _require_transaction(conn, "create_staging")
-    name = table.staging_name(month, token)
-    target = table.identifier(month, token)
+    name = table.staging_name(month, token, building)
+    target = table.identifier(month, token, building)
     low, high = table.bounds(month)
+    first, beyond = building_bounds(building)
     conn.execute(
         sql.SQL(query("create_staging_table")).format(
             table=target,
@@ -99,6 +136,9 @@ def create_staging(
             column=sql.Identifier(table.column),
             low=sql.Literal(low),
             high=sql.Literal(high),
+            building_check=sql.Identifier(f"{name}_building"),
+            first=sql.Literal(first),
+            beyond=sql.Literal(beyond),
         )
     )
     _own_like_parent(conn, table, target)
@@ -130,63 +170,136 @@ def copy_readings(
         return cursor.rowcount
 
 
-def index_readings(conn: psycopg.Connection, month: Month, token: str) -> None:
+def index_readings(
+    conn: psycopg.Connection, month: Month, token: str, building: int = CUBEMS
+) -> None:
     """The readings staging table's indexes (those of the parent, so ATTACH adopts them)."""
-    name = READINGS.staging_name(month, token)
+    name = READINGS.staging_name(month, token, building)
     conn.execute(
         sql.SQL(query("index_readings")).format(
-            table=READINGS.identifier(month, token),
+            table=READINGS.identifier(month, token, building),
             sensor_ts=sql.Identifier(f"{name}_sensor_ts"),
             ts=sql.Identifier(f"{name}_ts"),
         )
     )
 
 
-def aggregate(conn: psycopg.Connection, month: Month, token: str) -> None:
+def aggregate(conn: psycopg.Connection, month: Month, token: str, building: int = CUBEMS) -> None:
     """Fill the hourly and daily staging tables from the readings staging table, in one scan of
     it; leaves the temporary table `hourly_fingerprints` (per sensor and hour: count, sum, hash)
     for the rest of the transaction."""
     _require_transaction(conn, "aggregate")
-    hourly = HOURLY.identifier(month, token)
+    hourly = HOURLY.identifier(month, token, building)
     conn.execute(
         sql.SQL(query("create_hourly_fingerprints")).format(
-            readings=READINGS.identifier(month, token)
+            readings=READINGS.identifier(month, token, building)
         )
     )
     conn.execute(
         sql.SQL(query("insert_hourly_stats")).format(
-            target=hourly, key=sql.Identifier(f"{HOURLY.staging_name(month, token)}_key")
+            target=hourly,
+            key=sql.Identifier(f"{HOURLY.staging_name(month, token, building)}_key"),
         )
     )
     conn.execute(
         sql.SQL(query("insert_daily_stats")).format(
-            target=DAILY.identifier(month, token),
+            target=DAILY.identifier(month, token, building),
             hourly=hourly,
-            key=sql.Identifier(f"{DAILY.staging_name(month, token)}_key"),
+            key=sql.Identifier(f"{DAILY.staging_name(month, token, building)}_key"),
         )
     )
 
 
-def attached(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> bool:
-    """Whether the month's partition of `table` is attached."""
+def _is_partition_of(conn: psycopg.Connection, child: str, parent: str) -> bool:
+    found = conn.execute(query("select_is_partition_of"), {"child": child, "parent": parent})
+    return found.fetchone() is not None
+
+
+def attached(
+    conn: psycopg.Connection, table: PartitionedTable, month: Month, building: int = CUBEMS
+) -> bool:
+    """Whether the building-month's partition of `table` is attached."""
+    leaf = f"{SCHEMA}.{table.leaf_name(month, building)}"
+    return _is_partition_of(conn, leaf, f"{SCHEMA}.{table.name(month)}")
+
+
+def month_attached(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> bool:
+    """Whether the month's partition of `table` (every building's) is attached."""
+    return _is_partition_of(conn, f"{SCHEMA}.{table.name(month)}", f"public.{table.parent}")
+
+
+def size(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> int:
+    """Bytes on disk, with indexes and TOAST, of the month's partition of `table`: every
+    building's leaf; 0 if none."""
     row = conn.execute(
-        "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s) AND inhparent = %s::regclass",
-        (f"{SCHEMA}.{table.name(month)}", table.parent),
+        query("select_month_partition_size"), {"month": f"{SCHEMA}.{table.name(month)}"}
     ).fetchone()
-    return row is not None
+    return int(row[0]) if row else 0
 
 
-def detach_and_drop(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> bool:
-    """Detach and drop the month's partition of `table`; False if none is attached. Call in a
-    transaction."""
-    _require_transaction(conn, "detach_and_drop")
-    if not attached(conn, table, month):
-        return False
-    current = table.identifier(month)
+def ensure_month(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> None:
+    """Create and attach the month's partition of `table`, partitioned by building, if it is not
+    there. It is empty, so ATTACH scans nothing. Call in a transaction."""
+    _require_transaction(conn, "ensure_month")
+    if month_attached(conn, table, month):
+        return
+    low, high = table.bounds(month)
+    current = table.month_identifier(month)
     conn.execute(
-        sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(table.parent), current)
+        sql.SQL(query("create_month_partition")).format(
+            table=current, parent=sql.Identifier(table.parent)
+        )
     )
-    conn.execute(sql.SQL("DROP TABLE {}").format(current))
+    _own_like_parent(conn, table, current)
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(table.parent), current, sql.Literal(low), sql.Literal(high)
+        )
+    )
+
+
+def _other_leaves(
+    conn: psycopg.Connection, table: PartitionedTable, month: Month, building: int
+) -> int:
+    """How many leaves of the month's partition belong to buildings other than `building`."""
+    row = conn.execute(
+        query("count_other_leaves"),
+        {
+            "month": f"{SCHEMA}.{table.name(month)}",
+            "leaf": f"{SCHEMA}.{table.leaf_name(month, building)}",
+        },
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _detach_and_drop(
+    conn: psycopg.Connection, parent: sql.Identifier, child: sql.Identifier
+) -> None:
+    conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent, child))
+    conn.execute(sql.SQL("DROP TABLE {}").format(child))
+
+
+def detach_and_drop(
+    conn: psycopg.Connection, table: PartitionedTable, month: Month, building: int = CUBEMS
+) -> bool:
+    """Detach and drop the building-month's partition of `table`; with it the month's partition
+    when no other building has one there. False if neither was there. Call in a transaction.
+
+    Locks go parent first, as readers take them: the month is detached from the parent (which
+    locks the parent, then the month) rather than emptied leaf by leaf and then detached, which
+    would wait for the parent while holding the month, and deadlock with a reader doing the
+    opposite."""
+    _require_transaction(conn, "detach_and_drop")
+    if not month_attached(conn, table, month):
+        return False
+    if not _other_leaves(conn, table, month, building):
+        _detach_and_drop(conn, sql.Identifier(table.parent), table.month_identifier(month))
+        return True
+    if not attached(conn, table, month, building):
+        return False
+    _detach_and_drop(
+        conn, table.month_identifier(month), table.identifier(month, building=building)
+    )
     return True
 
 
@@ -196,34 +309,39 @@ def attach(
     month: Month,
     token: str,
     replace: bool = True,
+    building: int = CUBEMS,
 ) -> None:
-    """Make the staging table `token` the month's partition of `table`, detaching and dropping
-    the one attached now (loaded or premade). Call in a transaction: readers see the old month
+    """Make the staging table `token` the building-month's partition of `table`, detaching and
+    dropping the one attached now. Call in a transaction: readers see the old building-month
     until it commits, the new one after. With `replace=False` an existing partition is never
     touched: the rename fails (DuplicateTable) and the caller's transaction with it."""
     _require_transaction(conn, "attach")
-    if replace:
-        detach_and_drop(conn, table, month)
+    if replace and attached(conn, table, month, building):
+        _detach_and_drop(
+            conn, table.month_identifier(month), table.identifier(month, building=building)
+        )
+    ensure_month(conn, table, month)
     conn.execute(
         sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-            table.identifier(month, token), sql.Identifier(table.name(month))
+            table.identifier(month, token, building),
+            sql.Identifier(table.leaf_name(month, building)),
         )
     )
-    low, high = table.bounds(month)
+    first, beyond = building_bounds(building)
     conn.execute(
         sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-            sql.Identifier(table.parent),
-            table.identifier(month),
-            sql.Literal(low),
-            sql.Literal(high),
+            table.month_identifier(month),
+            table.identifier(month, building=building),
+            sql.Literal(first),
+            sql.Literal(beyond),
         )
     )
 
 
-def drop_debris(conn: psycopg.Connection, month: Month) -> list[str]:
-    """Drop the month's unattached tables (staging tables of runs that did not finish) of every
-    parent; other months' tables stay. Returns the names dropped."""
-    prefixes = [f"{table.name(month)}_" for table in ALL_TABLES]
+def drop_debris(conn: psycopg.Connection, month: Month, building: int = CUBEMS) -> list[str]:
+    """Drop the building-month's unattached tables (staging tables of runs that did not finish)
+    of every parent; other building-months' tables stay. Returns the names dropped."""
+    prefixes = [f"{table.leaf_name(month, building)}_" for table in ALL_TABLES]
     rows = conn.execute(query("select_month_debris"), {"prefixes": prefixes}).fetchall()
     for (name,) in rows:
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(SCHEMA, name)))

@@ -13,11 +13,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bangkok_pipeline.cli.main import run
+from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import sql_dir
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH
-from bangkok_pipeline.warehouse import access
+from bangkok_pipeline.warehouse import access, partitions
+from bangkok_pipeline.warehouse.partitions import READINGS
 from bangkok_pipeline_tests.conftest import load_directly
 from bangkok_pipeline_tests.hosted.server import (
     PG15_BIN,
@@ -27,6 +29,7 @@ from bangkok_pipeline_tests.hosted.server import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosted]
+FEB = Month(2019, 2)
 
 
 def _tables(conn: psycopg.Connection) -> set[str]:
@@ -409,7 +412,11 @@ def test_0009_down_restores_the_one_tier_readings_and_up_brings_its_repeatables_
     with psycopg.connect(database_url, autocommit=True) as conn:
         migrations.migrate(conn)
         assert conn.execute(between).fetchone() != (None,)
-        assert migrations.downgrade(conn, 8) == ["0010_many_buildings", "0009_readings_tiers"]
+        assert migrations.downgrade(conn, 8) == [
+            "0011_building_partitions",
+            "0010_many_buildings",
+            "0009_readings_tiers",
+        ]
         assert "sensor_readings" in _tables(conn) and "sensor_readings_rows" not in _tables(conn)
         assert conn.execute(between).fetchone() == (None,)
         assert conn.execute(series).fetchone() == (0,)  # 0004's definition reads the table again
@@ -418,3 +425,83 @@ def test_0009_down_restores_the_one_tier_readings_and_up_brings_its_repeatables_
         assert "public.sensor_readings_between (repeatable)" in applied
         assert conn.execute(series).fetchone() == (0,)
         assert conn.execute(between).fetchone() != (None,)
+
+
+def _partition_tree(conn: psycopg.Connection) -> dict[str, tuple[str, str, int]]:
+    """Every table in schema partitions -> (kind, what it is attached to, rows)."""
+    found = {}
+    for name, kind, parent in conn.execute(
+        "SELECT c.relname::text, c.relkind::text, coalesce(i.inhparent::regclass::text, '') "
+        "FROM pg_class AS c LEFT JOIN pg_inherits AS i ON i.inhrelid = c.oid "
+        "WHERE c.relnamespace = 'partitions'::regnamespace AND c.relkind IN ('r', 'p')"
+    ).fetchall():
+        table = sql.Identifier("partitions", name)
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+        found[name] = (kind, parent, int(row[0]) if row else 0)
+    return found
+
+
+def test_0011_divides_each_month_by_building_and_back_keeping_every_row(
+    database_url: str,
+) -> None:
+    """Months as 0010 left them (a loaded month, a premade one, a crashed load's table) become
+    month tables with building 1's leaf; down refuses while a second building has a leaf, then
+    gives back the one-table months with the same rows, and up again works."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrations.migrate(conn, 10)
+        conn.execute(
+            "CREATE TABLE partitions.sensor_readings_rows_y2019m02 (LIKE sensor_readings_rows "
+            "INCLUDING DEFAULTS INCLUDING CONSTRAINTS);"
+            "ALTER TABLE partitions.sensor_readings_rows_y2019m02 ADD CONSTRAINT feb_month "
+            "CHECK (ts >= '2019-02-01 00:00+07' AND ts < '2019-03-01 00:00+07');"
+            "INSERT INTO partitions.sensor_readings_rows_y2019m02 "
+            "SELECT '2019-02-01 00:00+07'::timestamptz + n * interval '1 minute', 1 + n % 3, n "
+            "FROM generate_series(0, 299) AS n;"
+            "ALTER TABLE sensor_readings_rows ATTACH PARTITION "
+            "partitions.sensor_readings_rows_y2019m02 "
+            "FOR VALUES FROM ('2019-02-01 00:00+07') TO ('2019-03-01 00:00+07');"
+            "CREATE TABLE partitions.hourly_sensor_stats_y2019m03 PARTITION OF "
+            "hourly_sensor_stats FOR VALUES FROM ('2019-03-01 00:00+07') TO "
+            "('2019-04-01 00:00+07');"
+            "CREATE TABLE partitions.daily_sensor_stats_y2019m02_dead1 (LIKE daily_sensor_stats)"
+        )
+        migrations.migrate(conn)
+        tree = _partition_tree(conn)
+        assert tree == {
+            "sensor_readings_rows_y2019m02": ("p", "sensor_readings_rows", 300),
+            "sensor_readings_rows_y2019m02_b1": (
+                "r",
+                "partitions.sensor_readings_rows_y2019m02",
+                300,
+            ),
+            "hourly_sensor_stats_y2019m03": ("p", "hourly_sensor_stats", 0),
+            "hourly_sensor_stats_y2019m03_b1": ("r", "partitions.hourly_sensor_stats_y2019m03", 0),
+        }
+        indexes = conn.execute(
+            "SELECT count(*) FROM pg_index WHERE indrelid = "
+            "'partitions.sensor_readings_rows_y2019m02_b1'::regclass"
+        ).fetchone()
+        assert indexes == (2,), "the parent's two BRIN indexes, adopted"
+
+        second = partitions.building_bounds(2)[0] + 1
+        with conn.transaction():
+            staging = partitions.create_staging(conn, READINGS, FEB, "two", building=2)
+            conn.execute(
+                sql.SQL("INSERT INTO {} VALUES (%s, %s, 1)").format(staging),
+                (READINGS.bounds(FEB)[0], second),
+            )
+            partitions.attach(conn, READINGS, FEB, "two", building=2)
+        with pytest.raises(migrations.MigrationError, match="buildings after the first"):
+            migrations.downgrade(conn, 10)
+        assert migrations.current_version(conn) == migrations.head()
+        with conn.transaction():
+            assert partitions.detach_and_drop(conn, READINGS, FEB, building=2)
+        assert _partition_tree(conn) == tree
+
+        assert migrations.downgrade(conn, 10) == ["0011_building_partitions"]
+        assert _partition_tree(conn) == {
+            "sensor_readings_rows_y2019m02": ("r", "sensor_readings_rows", 300),
+            "hourly_sensor_stats_y2019m03": ("r", "hourly_sensor_stats", 0),
+        }
+        assert migrations.migrate(conn) == ["0011_building_partitions"]
+        assert _partition_tree(conn) == tree

@@ -1,7 +1,8 @@
-"""The month-partition lifecycle (`warehouse/partitions.py`) on a real migrated database, with a
-few hundred hand-made rows: names and bounds of the three tables, a staging table's owner and
-CHECK (also when a non-superuser loader login builds it), attach replacing a month atomically,
-detach and drop, and a month's debris dropped while other months' tables stay."""
+"""The building-month partition lifecycle (`warehouse/partitions.py`) on a real migrated database,
+with a few hundred hand-made rows: names and bounds of the three tables, a staging table's owner
+and CHECKs (also when a non-superuser loader login builds it), attach replacing a building-month
+atomically, detach and drop, a building-month's debris dropped while other months' and other
+buildings' tables stay, and two buildings in one month replaced and dropped apart."""
 
 import threading
 import time
@@ -30,23 +31,29 @@ def conn(migrated_url: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-def _stage(conn: psycopg.Connection, month: Month, token: str, rows: int) -> None:
-    """A readings staging table of `month` holding `rows` one-minute readings of sensor 1."""
+def _stage(
+    conn: psycopg.Connection, month: Month, token: str, rows: int, building: int = 1
+) -> None:
+    """A readings staging table of the building-month holding `rows` one-minute readings of the
+    building's first sensor id."""
     with conn.transaction():
-        target = partitions.create_staging(conn, READINGS, month, token)
+        target = partitions.create_staging(conn, READINGS, month, token, building)
         conn.execute(
             sql.SQL(
-                "INSERT INTO {} SELECT %s + n * interval '1 minute', 1, n "
+                "INSERT INTO {} SELECT %s + n * interval '1 minute', %s, n "
                 "FROM generate_series(0, %s) AS n"
             ).format(target),
-            (READINGS.bounds(month)[0], rows - 1),
+            (READINGS.bounds(month)[0], partitions.building_bounds(building)[0] + 1, rows - 1),
         )
 
 
-def _count(conn: psycopg.Connection, month: Month) -> int:
+def _count(conn: psycopg.Connection, month: Month, building: int | None = None) -> int:
     low, high = READINGS.bounds(month)
+    first, beyond = partitions.building_bounds(building) if building else (0, 2**31 - 1)
     row = conn.execute(
-        "SELECT count(*) FROM sensor_readings WHERE ts >= %s AND ts < %s", (low, high)
+        "SELECT count(*) FROM sensor_readings_rows WHERE ts >= %s AND ts < %s "
+        "AND sensor_id >= %s AND sensor_id < %s",
+        (low, high, first, beyond),
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -77,17 +84,15 @@ def test_names_and_bounds_of_the_three_tables() -> None:
     low, high = DAILY.bounds(Month(2018, 12))
     assert (low, high) == (date(2018, 12, 1), date(2019, 1, 1))
     assert not isinstance(low, datetime) and not isinstance(high, datetime)
-    assert READINGS.staging_name(FEB, "ab12") == "sensor_readings_rows_y2019m02_ab12"
-    assert partitions.parse_partition_name("daily_sensor_stats_y2019m02_ab12") == (
-        "daily_sensor_stats",
-        FEB,
-        "ab12",
-    )
-    assert partitions.parse_partition_name("sensor_readings_rows_y2019m02") == (
-        "sensor_readings_rows",
-        FEB,
-        None,
-    )
+    assert READINGS.staging_name(FEB, "ab12") == "sensor_readings_rows_y2019m02_b1_ab12"
+    assert READINGS.leaf_name(FEB, 12) == "sensor_readings_rows_y2019m02_b12"
+    assert partitions.building_bounds(1) == (0, 32768)
+    assert partitions.building_bounds(3) == (65536, 98304)
+    parse = partitions.parse_partition_name
+    assert parse("daily_sensor_stats_y2019m02_b1_ab12") == ("daily_sensor_stats", FEB, 1, "ab12")
+    assert parse("daily_sensor_stats_y2019m02_b7_b9ab") == ("daily_sensor_stats", FEB, 7, "b9ab")
+    assert parse("sensor_readings_rows_y2019m02_b20") == ("sensor_readings_rows", FEB, 20, None)
+    assert parse("sensor_readings_rows_y2019m02") == ("sensor_readings_rows", FEB, None, None)
     assert partitions.parse_partition_name("sensor_readings_rows_y2019m13") is None
     assert partitions.parse_partition_name("other_y2019m02") is None
 
@@ -110,16 +115,18 @@ def test_a_staging_table_gets_the_parents_owner_and_the_months_check(
         assert _owner(conn, name) == access.LOADER_ROLE
         checks = conn.execute(
             "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'c' "
-            "AND conname = %s",
-            (f"partitions.{name}", f"{name}_month"),
+            "AND conname = ANY (%s) ORDER BY 1",
+            (f"partitions.{name}", [f"{name}_month", f"{name}_building"]),
         ).fetchall()
-        assert len(checks) == 1
+        assert checks == [(f"{name}_building",), (f"{name}_month",)]
     low, high = READINGS.bounds(FEB)
     staging = READINGS.identifier(FEB, "t1")
     for outside in (READINGS.bounds(Month(2019, 1))[0], high):
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, 1, 1)").format(staging), (outside,))
     conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, 1, 1)").format(staging), (low,))
+    with pytest.raises(psycopg.errors.CheckViolation):  # building 2's first sensor
+        conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, 32769, 1)").format(staging), (low,))
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(
             sql.SQL("INSERT INTO {} VALUES (%s, 1, 1, 1, 1, 1, 0)").format(
@@ -141,7 +148,9 @@ def test_a_loader_login_builds_and_another_drops_its_debris(
             _stage(builder, FEB, "crashed", 10)
         assert _owner(conn, READINGS.staging_name(FEB, "crashed")) == access.LOADER_ROLE
         with psycopg.connect(second.url(migrated_url), autocommit=True) as cleaner:
-            assert partitions.drop_debris(cleaner, FEB) == ["sensor_readings_rows_y2019m02_crashed"]
+            assert partitions.drop_debris(cleaner, FEB) == [
+                "sensor_readings_rows_y2019m02_b1_crashed"
+            ]
     finally:
         for name in names:
             access.drop_login(conn, name)
@@ -173,7 +182,7 @@ def test_attach_replaces_a_month_atomically(conn: psycopg.Connection, migrated_u
         partitions.attach(conn, READINGS, FEB, "failed")
         1 / 0  # noqa: B018 - a failure after the attach, before commit
     assert _count(conn, FEB) == 300
-    assert partitions.drop_debris(conn, FEB) == ["sensor_readings_rows_y2019m02_failed"]
+    assert partitions.drop_debris(conn, FEB) == ["sensor_readings_rows_y2019m02_b1_failed"]
 
 
 def _waits_for_a_lock(conn: psycopg.Connection, pid: int, reader: threading.Thread) -> bool:
@@ -208,7 +217,7 @@ def test_detach_and_drop(conn: psycopg.Connection) -> None:
         partitions.detach_and_drop(conn, READINGS, FEB)
     with conn.transaction():
         assert partitions.detach_and_drop(conn, READINGS, FEB)
-    assert _owner(conn, READINGS.name(FEB)) is None
+    assert _owner(conn, READINGS.name(FEB)) is None, "the month's table went with its last leaf"
     assert _count(conn, FEB) == 0
     with conn.transaction():
         assert not partitions.detach_and_drop(conn, READINGS, FEB)
@@ -230,3 +239,41 @@ def test_a_months_debris_is_dropped_and_other_months_stay(conn: psycopg.Connecti
     assert all(_owner(conn, t.staging_name(MAR, "b2")) for t in TABLES)
     assert _count(conn, FEB) == 10
     assert partitions.drop_debris(conn, FEB) == []
+
+
+def test_two_buildings_in_one_month_are_replaced_and_dropped_apart(
+    conn: psycopg.Connection,
+) -> None:
+    """Building 2's leaf beside building 1's: replacing, cleaning up after or dropping one
+    building-month leaves the other's readings, staging tables and partition alone."""
+    for building, token, rows in ((1, "one", 40), (2, "two", 70)):
+        _stage(conn, FEB, token, rows, building)
+        with conn.transaction():
+            partitions.attach(conn, READINGS, FEB, token, building=building)
+    assert (_count(conn, FEB, 1), _count(conn, FEB, 2), _count(conn, FEB)) == (40, 70, 110)
+    leaves = conn.execute(
+        "SELECT relid::regclass::text, isleaf FROM pg_partition_tree(%s::regclass) ORDER BY 1",
+        (f"partitions.{READINGS.name(FEB)}",),
+    ).fetchall()
+    assert leaves == [
+        (f"partitions.{READINGS.name(FEB)}", False),
+        (f"partitions.{READINGS.leaf_name(FEB, 1)}", True),
+        (f"partitions.{READINGS.leaf_name(FEB, 2)}", True),
+    ]
+    assert partitions.size(conn, READINGS, FEB) > 0
+    _stage(conn, FEB, "again", 15, building=1)
+    _stage(conn, FEB, "inflight", 5, building=2)
+    with conn.transaction():
+        partitions.attach(conn, READINGS, FEB, "again", building=1)
+    assert (_count(conn, FEB, 1), _count(conn, FEB, 2)) == (15, 70)
+    assert partitions.drop_debris(conn, FEB, building=1) == []
+    assert _owner(conn, READINGS.staging_name(FEB, "inflight", 2)), "building 2's run goes on"
+    with conn.transaction():
+        assert partitions.detach_and_drop(conn, READINGS, FEB, building=2)
+    assert (_count(conn, FEB, 1), _count(conn, FEB, 2)) == (15, 0)
+    assert partitions.drop_debris(conn, FEB, building=2) == [
+        READINGS.staging_name(FEB, "inflight", 2)
+    ]
+    with conn.transaction():
+        assert partitions.detach_and_drop(conn, READINGS, FEB, building=1)
+    assert _owner(conn, READINGS.name(FEB)) is None

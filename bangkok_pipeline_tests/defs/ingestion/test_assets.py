@@ -274,8 +274,8 @@ def test_rerunning_the_month_changes_nothing_and_readers_never_see_it_short(
     assert set(counts) == {expected}
     assert loaded.snapshot() == before
     assert loaded.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'partitions'") == [
-        (2,)  # compressed by the default policy: its days and daily statistics
-    ]
+        (4,)  # compressed by the default policy: its days and daily statistics, each a month
+    ]  # partitioned by building and the building's leaf
 
 
 _LOAD_IN_CHILD = """
@@ -323,8 +323,8 @@ def test_sigkill_during_copy_leaves_the_month_intact_and_a_rerun_succeeds(
     assert loaded.materialize().success
     assert loaded.snapshot() == before
     assert loaded.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'partitions'") == [
-        (2,)  # compressed by the default policy: its days and daily statistics
-    ]
+        (4,)  # compressed by the default policy: its days and daily statistics, each a month
+    ]  # partitioned by building and the building's leaf
     assert loaded.query("SELECT status, error FROM load_log WHERE run_id = 'doomed-run'") == [
         ("failed", "abandoned: the process running this load died")
     ]
