@@ -30,10 +30,16 @@ from bangkok_pipeline.db.connection import (
     embedded_server,
 )
 from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.source.layout import BUILDING_ID
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
 from bangkok_pipeline.warehouse import access, maintenance
 from bangkok_pipeline.warehouse.month_lock import held_months
-from bangkok_pipeline.warehouse.partitions import DAILY, DAYS, HOURLY, parse_partition_name
+from bangkok_pipeline.warehouse.partitions import (
+    DAILY,
+    DAYS,
+    HOURLY,
+    parse_partition_name,
+)
 
 MIN_SERVER_VERSION = 150000
 ENABLE_PG_STAT_STATEMENTS = (
@@ -364,9 +370,9 @@ def _slow_statements(conn: psycopg.Connection, limits: Limits) -> Finding:
 def _loads(
     conn: psycopg.Connection, digests: dict[str, str] | None, problems: list[str]
 ) -> Finding:
-    history = conn.execute(query("select_load_history")).fetchall()
+    history = conn.execute(query("select_load_history"), {"building": BUILDING_ID}).fetchall()
     loaded: dict[str, str | None] = dict(
-        conn.execute(query("select_loaded_month_digests")).fetchall()
+        conn.execute(query("select_loaded_month_digests"), {"building": BUILDING_ID}).fetchall()
     )
     per_month = {
         month: {

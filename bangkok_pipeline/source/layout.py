@@ -12,7 +12,9 @@ from typing import Literal
 ChannelKind = Literal["ac", "light", "plug", "temperature", "humidity", "illuminance"]
 
 BUILDING = "Chamchuri 5"
+BUILDING_ID = 1  # migration 0001 registers it first
 FLOORS = range(1, 8)
+MAX_FLOORS = range(1, 201)  # any building's, by floors.floor's CHECK (migration 0001)
 DATE_COLUMN = "Date"
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 

@@ -19,6 +19,9 @@ removed by the next step on the same host), uploads the layer it writes to
 the layers it reads. Publishing writes `<url>/published/<month>/<layer>`, a pointer naming the
 run whose prefix holds the month's current layer; prefixes no pointer names are removed with the
 month's finished runs. The source cache stays on the step's machine (`BANGKOK_HOME`).
+
+Buildings after the first (CU-BEMS) keep their months apart under `<month>-b<building>` wherever
+the first's use `<month>`.
 """
 
 import json
@@ -40,6 +43,7 @@ from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.files import replace_dir, replacing_dir
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.object_store import ObjectStore
+from bangkok_pipeline.source.layout import BUILDING_ID
 
 LAYERS = ("raw", "validated")
 
@@ -74,15 +78,22 @@ class RunLayers:
     published_fallback: bool = False
     store: ObjectStore | None = None  # where layers are handed over, if not under `root`
     cache: Path | None = None  # the source cache, if not under `root`
+    building: int = BUILDING_ID  # whose month: its sensors' ids, its partitions (warehouse)
+
+    @property
+    def unit(self) -> str:
+        """The building-month's path segment: `2019-02`, or `2019-02-b2` for building 2."""
+        key = self.month.key
+        return key if self.building == BUILDING_ID else f"{key}-b{self.building}"
 
     def _run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / self.month.key / run_id
+        return self.root / "runs" / self.unit / run_id
 
     def _key(self, run_id: str, layer: str) -> str:
-        return f"runs/{self.month.key}/{run_id}/{layer}"
+        return f"runs/{self.unit}/{run_id}/{layer}"
 
     def _pointer(self, layer: str) -> str:
-        return f"published/{self.month.key}/{layer}"
+        return f"published/{self.unit}/{layer}"
 
     @property
     def source_cache(self) -> Path:
@@ -115,8 +126,8 @@ class RunLayers:
                 published = self.store.read_text(self._pointer(layer))
                 if published and self.store.complete(self._key(published, layer)):
                     return self.store.download(self._key(published, layer), self.write_dir(layer))
-            elif (self.root / layer / self.month.key).is_dir():
-                return self._snapshot(layer, self.root / layer / self.month.key)
+            elif (self.root / layer / self.unit).is_dir():
+                return self._snapshot(layer, self.root / layer / self.unit)
         upstream = "raw_readings" if layer == "raw" else "validated_readings"
         raise LayerMissing(
             f"no {layer} layer of {self.month} for run {self.run_id}"
@@ -154,8 +165,8 @@ class RunLayers:
                 source = self.read_dir(layer)
             except LayerMissing:
                 continue
-            replace_dir(self.root / layer / self.month.key, source)
-        month_runs = self.root / "runs" / self.month.key
+            replace_dir(self.root / layer / self.unit, source)
+        month_runs = self.root / "runs" / self.unit
         for folder in month_runs.iterdir() if month_runs.is_dir() else ():
             if folder.name == self.run_id or not is_live(folder.name):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -171,9 +182,9 @@ class RunLayers:
             current = store.read_text(self._pointer(layer))
             if current:
                 published.add(current)
-        for run_id in store.children(f"runs/{self.month.key}"):
+        for run_id in store.children(f"runs/{self.unit}"):
             if run_id not in published and (run_id == self.run_id or not is_live(run_id)):
-                store.remove(f"runs/{self.month.key}/{run_id}")
+                store.remove(f"runs/{self.unit}/{run_id}")
 
 
 def run_layers(
@@ -183,10 +194,13 @@ def run_layers(
     home: Path | None = None,
     published_fallback: bool = False,
     root: Path | None = None,
+    building: int = BUILDING_ID,
 ) -> RunLayers:
-    """The layers of one run of `month` under `root` (default: `home`/layers, `home` defaulting
-    to BANGKOK_HOME)."""
-    return RunLayers(root or layers_root(home), month, run_id, lineage, published_fallback)
+    """The layers of one run of `building`'s `month` under `root` (default: `home`/layers, `home`
+    defaulting to BANGKOK_HOME)."""
+    return RunLayers(
+        root or layers_root(home), month, run_id, lineage, published_fallback, building=building
+    )
 
 
 @contextmanager

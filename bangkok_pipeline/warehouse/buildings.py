@@ -17,10 +17,8 @@ from psycopg.rows import class_row
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.source.catalog import register_floor
 from bangkok_pipeline.source.files import read_header
-from bangkok_pipeline.source.layout import Channel, parse_file_name, split_header
+from bangkok_pipeline.source.layout import MAX_FLOORS, Channel, parse_file_name, split_header
 from bangkok_pipeline.warehouse.ingest import source_files
-
-MAX_FLOORS = range(1, 201)  # floors.floor's CHECK (migration 0001)
 
 
 class BuildingError(ValueError):

@@ -28,6 +28,7 @@ from psycopg import sql
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import format_size
 from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.source.layout import BUILDING_ID
 from bangkok_pipeline.transform.days import DayMatrix
 from bangkok_pipeline.transform.fingerprint import database_fingerprints, mismatched_sensors
 from bangkok_pipeline.warehouse import maintenance, partitions, pgcopy
@@ -176,13 +177,15 @@ def analyze_days(conn: psycopg.Connection, table: sql.Identifier) -> None:
     conn.execute(sql.SQL("ANALYZE {} (sensor_id, day)").format(table))
 
 
-def aggregate_days(conn: psycopg.Connection, month: Month, token: str) -> None:
-    """Fill the month's daily staging table `token` from its compressed staging table."""
+def aggregate_days(
+    conn: psycopg.Connection, month: Month, token: str, building: int = BUILDING_ID
+) -> None:
+    """Fill the building-month's daily staging table `token` from its compressed staging table."""
     conn.execute(
         sql.SQL(query("insert_daily_stats_from_days")).format(
-            target=DAILY.identifier(month, token),
-            days=DAYS.identifier(month, token),
-            key=sql.Identifier(f"{DAILY.staging_name(month, token)}_key"),
+            target=DAILY.identifier(month, token, building),
+            days=DAYS.identifier(month, token, building),
+            key=sql.Identifier(f"{DAILY.staging_name(month, token, building)}_key"),
         )
     )
 

@@ -27,6 +27,7 @@ from bangkok_pipeline.source.layout import (
     BUILDING,
     DATE_COLUMN,
     FLOORS,
+    MAX_FLOORS,
     Channel,
     parse_file_name,
     split_header,
@@ -42,6 +43,7 @@ from bangkok_pipeline.transform.validation import (
     validate_readings,
 )
 from bangkok_pipeline.warehouse.load import MonthLoader, MonthLoadResult, ShrinkGuard
+from bangkok_pipeline.warehouse.partitions import building_bounds
 
 log = logging.getLogger(__name__)
 _BATCH_ROWS = 1_000_000
@@ -128,9 +130,11 @@ def _holds(directory: Path, shown: int = 5) -> str:
     return f"it holds {', '.join(names[:shown])}{more}; {expected}"
 
 
-def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLayers) -> RawMonth:
+def extract_raw_month(
+    conn: psycopg.Connection, source_dir: Path, layers: RunLayers, building: str = BUILDING
+) -> RawMonth:
     """Write the month's lines of every source file to the run's raw layer and register their
-    sensors.
+    sensors in `building` (registered before, as CU-BEMS is; its id is the layers').
 
     Every file of the month's year is read whole (lines are placed in months by
     `source.month_of_lines`), once for all its months (`source.cache`). Fails (`IngestError`,
@@ -140,7 +144,8 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
     registered only after every file has been read, so a month that fails registers none.
     """
     month = layers.month
-    files, skipped = source_files(source_dir)
+    floors = FLOORS if building == BUILDING else MAX_FLOORS
+    files, skipped = source_files(source_dir, building, floors)
     cache = SourceCache(layers.source_cache)
     year = month.year
     last = settings.last_month()
@@ -196,8 +201,14 @@ def extract_raw_month(conn: psycopg.Connection, source_dir: Path, layers: RunLay
                 f"no source rows for {month} in {source_dir}: nothing to load"
                 + (f" ({reasons})" if reasons else "")
             )
+        first, beyond = building_bounds(layers.building)
         for entry, floor, known in pending:
-            sensors = register_floor(conn, floor, known)
+            sensors = register_floor(conn, floor, known, building)
+            if any(not first <= sensor < beyond for sensor in sensors.ids.values()):
+                raise IngestError(
+                    f"{building}'s sensors are not those of building {layers.building}, whose "
+                    f"month this run loads: name the building whose id the run was given"
+                )
             entry["sensor_ids"] = {c.column: sensors.ids[c.column] for c in known}
             entry["sensor_kinds"] = {str(sensors.ids[c.column]): c.kind for c in known}
         result.month_digest = DirectoryState(states).month_digests().get(month.key, "")
@@ -451,6 +462,7 @@ def load_month(
         keep_as_rows=keep_as_rows,
         after_swap=lambda: layers.publish(is_live),
         on_wait=on_wait,
+        building=layers.building,
     ).run()
     result.timings["total"] = round(time.perf_counter() - started, 3)
     return result

@@ -32,6 +32,7 @@ from psycopg import sql
 
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.source.layout import BUILDING_ID
 from bangkok_pipeline.transform.days import day_matrix
 from bangkok_pipeline.transform.fingerprint import Figures, as_figures, mismatched_sensors
 from bangkok_pipeline.transform.validation import QUARANTINE_SCHEMA
@@ -75,14 +76,14 @@ class MonthLoadResult:
     month: Month
     rows_loaded: int
     sensors: int
-    partition_bytes: int  # of the readings partition, in the month's tier
+    partition_bytes: int  # of the building-month's readings partition, in the month's tier
     timings: dict[str, float] = field(default_factory=dict)
     compressed: bool = False
 
 
 @dataclass
 class MonthLoader:
-    """Everything one month's load needs; `run()` does it under the month's lock."""
+    """Everything one building-month's load needs; `run()` does it under its lock."""
 
     conn: psycopg.Connection  # autocommit
     month: Month
@@ -99,14 +100,19 @@ class MonthLoader:
     compressed: bool = False  # decided under the lock: write the month compressed
     after_swap: Callable[[], None] = lambda: None  # called under the lock once swapped in
     on_wait: Callable[[str], None] | None = None  # told once when another holds the month lock
+    building: int = BUILDING_ID  # whose sensors the readings are (their ids' block)
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     timings: dict[str, float] = field(default_factory=dict)
     _database_figures: Figures = field(default_factory=dict)
     _latest: list[tuple[int, datetime, float]] = field(default_factory=list)  # per sensor
 
     def run(self) -> MonthLoadResult:
-        with month_lock(self.conn, self.month, on_wait=self.on_wait) as lock:
-            self.conn.execute(query("abandon_running_loads"), {"month": self.month})
+        with month_lock(
+            self.conn, self.month, on_wait=self.on_wait, building=self.building
+        ) as lock:
+            self.conn.execute(
+                query("abandon_running_loads"), {"month": self.month, "building": self.building}
+            )
             load_id = self._start_log()
             try:
                 self.compressed = compression.is_cold(self.conn, self.month, self.keep_as_rows)
@@ -130,7 +136,7 @@ class MonthLoader:
                 self.month,
                 rows,
                 self.fingerprints.height,
-                partitions.size(self.conn, tier, self.month),
+                partitions.size(self.conn, tier, self.month, self.building),
                 dict(self.timings),
                 self.compressed,
             )
@@ -142,14 +148,15 @@ class MonthLoader:
         return result
 
     def drop_debris(self) -> list[str]:
-        """Drop this month's unattached tables left by loads that did not finish."""
-        return partitions.drop_debris(self.conn, self.month)
+        """Drop this building-month's unattached tables left by loads that did not finish."""
+        return partitions.drop_debris(self.conn, self.month, self.building)
 
     def _start_log(self) -> int:
         row = self.conn.execute(
             query("insert_load_log"),
             {
                 "month": self.month,
+                "building": self.building,
                 "run_id": self.run_id,
                 "fingerprints": json.dumps(self.source_fingerprints),
                 "rows_read": self.rows_read,
@@ -162,20 +169,21 @@ class MonthLoader:
         """Create, fill, index and aggregate the new month in one transaction."""
         if self.compressed:
             return self._build_compressed()
-        readings = READINGS.identifier(self.month, self.token)
+        readings = READINGS.identifier(self.month, self.token, self.building)
         with self.conn.transaction():
             for table in TABLES:
-                partitions.create_staging(self.conn, table, self.month, self.token)
+                partitions.create_staging(self.conn, table, self.month, self.token, self.building)
             rows = partitions.copy_readings(self.conn, readings, self.batches())
-            partitions.index_readings(self.conn, self.month, self.token)
-            partitions.aggregate(self.conn, self.month, self.token)
+            partitions.index_readings(self.conn, self.month, self.token, self.building)
+            partitions.aggregate(self.conn, self.month, self.token, self.building)
             found = self.conn.execute(query("select_hourly_fingerprints")).fetchall()
             self._database_figures = {s: (int(n), t, int(h)) for s, n, t, h in found}
             # Statistics first: the latest-readings query plans badly on a table without them.
             self.conn.execute(sql.SQL("ANALYZE {}").format(readings))
             self._latest = self.conn.execute(
                 sql.SQL(query("select_month_latest_readings")).format(
-                    readings=readings, hourly=HOURLY.identifier(self.month, self.token)
+                    readings=readings,
+                    hourly=HOURLY.identifier(self.month, self.token, self.building),
                 )
             ).fetchall()
         return rows
@@ -186,15 +194,15 @@ class MonthLoader:
         shows it stores exactly the bytes sent (the md5 of every row's arrays)."""
         matrix = day_matrix(self.batches(), self.fingerprints.height * self.month.minutes // 1440)
         with self.conn.transaction():
-            days = partitions.create_staging(self.conn, DAYS, self.month, self.token)
-            partitions.create_staging(self.conn, DAILY, self.month, self.token)
+            days = partitions.create_staging(self.conn, DAYS, self.month, self.token, self.building)
+            partitions.create_staging(self.conn, DAILY, self.month, self.token, self.building)
             differ = compression.copy_days(self.conn, days, matrix)
             if differ:
                 raise ReconciliationError(
                     f"month {self.month}: the database stores other values than were sent for "
                     f"{len(differ)} sensor-day(s), e.g. {differ[:5]}; nothing was swapped in"
                 )
-            compression.aggregate_days(self.conn, self.month, self.token)
+            compression.aggregate_days(self.conn, self.month, self.token, self.building)
             compression.analyze_days(self.conn, days)
         self._database_figures = as_figures(matrix.fingerprints())
         self._latest = matrix.latest()
@@ -225,7 +233,8 @@ class MonthLoader:
                 ],
             )
             cursor.execute(
-                query("delete_stale_reconciliation"), {"month": self.month, "sensor_ids": sensors}
+                query("delete_stale_reconciliation"),
+                {"month": self.month, "sensor_ids": sensors, **self._ids()},
             )
         mismatched = mismatched_sensors(frame, database)
         if mismatched:
@@ -241,9 +250,9 @@ class MonthLoader:
         low, high = DAILY.bounds(self.month)
         rows = self.conn.execute(
             sql.SQL(query("select_floor_shrink")).format(
-                new_daily=DAILY.identifier(self.month, self.token)
+                new_daily=DAILY.identifier(self.month, self.token, self.building)
             ),
-            {"low": low, "high": high},
+            {"low": low, "high": high, **self._ids()},
         ).fetchall()
         losses = [
             f"floor {floor} from {loaded:,} to {new:,} readings ({new / loaded - 1:+.1%})"
@@ -264,14 +273,18 @@ class MonthLoader:
                 with self.conn.transaction():
                     self.conn.execute("SET LOCAL lock_timeout = '5s'")
                     if self.compressed:  # its hours are in the day rows' hourly summaries
-                        partitions.detach_and_drop(self.conn, READINGS, self.month)
-                        partitions.detach_and_drop(self.conn, HOURLY, self.month)
+                        partitions.detach_and_drop(self.conn, READINGS, self.month, self.building)
+                        partitions.detach_and_drop(self.conn, HOURLY, self.month, self.building)
                     for table in (DAYS, DAILY) if self.compressed else TABLES:
-                        partitions.attach(self.conn, table, self.month, self.token)
+                        partitions.attach(
+                            self.conn, table, self.month, self.token, building=self.building
+                        )
                     self._replace_month_rows(
                         "quarantine",
-                        self.quarantine.with_columns(run_id=pl.lit(self.run_id)),
-                        ("run_id", *QUARANTINE_COLUMNS),
+                        self.quarantine.with_columns(
+                            run_id=pl.lit(self.run_id), building_id=pl.lit(self.building)
+                        ),
+                        ("building_id", "run_id", *QUARANTINE_COLUMNS),
                     )
                     self._replace_month_rows("sensor_coverage", self.coverage, COVERAGE_COLUMNS)
                     self._replace_month_rows("reading_gaps", self.gaps, GAP_COLUMNS)
@@ -283,10 +296,24 @@ class MonthLoader:
                     raise
                 time.sleep(attempt)
 
+    def _ids(self) -> dict[str, int]:
+        """The building's sensor ids [first, beyond), as query parameters."""
+        first, beyond = partitions.building_bounds(self.building)
+        return {"first": first, "beyond": beyond}
+
     def _replace_month_rows(self, table: str, rows: pl.DataFrame, columns: tuple[str, ...]) -> None:
-        """Replace the month's rows of a per-month side table (inside the swap transaction)."""
+        """Replace the building-month's rows of a per-month side table (inside the swap
+        transaction): those of its sensors, or with its building_id where there is no sensor."""
         target = sql.Identifier(table)
-        self.conn.execute(sql.SQL("DELETE FROM {} WHERE month = %s").format(target), (self.month,))
+        mine = (
+            sql.SQL("building_id = %(building)s")
+            if "building_id" in columns
+            else sql.SQL("sensor_id >= %(first)s AND sensor_id < %(beyond)s")
+        )
+        self.conn.execute(
+            sql.SQL("DELETE FROM {} WHERE month = %(month)s AND {}").format(target, mine),
+            {"month": self.month, "building": self.building, **self._ids()},
+        )
         if not rows.height:
             return
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -298,7 +325,9 @@ class MonthLoader:
 
     def _replace_latest_readings(self) -> None:
         """Each sensor's last reading of the month, for the query API (inside the swap)."""
-        self.conn.execute("DELETE FROM sensor_latest_readings WHERE month = %s", (self.month,))
+        self.conn.execute(
+            query("delete_month_latest_readings"), {"month": self.month, **self._ids()}
+        )
         sensor_ids, ts, values = zip(*self._latest, strict=True) if self._latest else ((), (), ())
         self.conn.execute(
             query("insert_month_latest_readings"),

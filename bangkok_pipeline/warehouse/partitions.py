@@ -27,11 +27,11 @@ from psycopg import pq, sql
 
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.source.layout import BUILDING_ID
 from bangkok_pipeline.warehouse import pgcopy
 
 SCHEMA = "partitions"
 BLOCK = 32768  # sensor ids per building (migration 0010)
-CUBEMS = 1  # the building every load fills until loads take a building
 
 
 def building_bounds(building: int) -> tuple[int, int]:
@@ -52,16 +52,16 @@ class PartitionedTable:
         """The month's partition (partitioned by building): `sensor_readings_rows_y2018m07`."""
         return f"{self.parent}_{month.suffix}"
 
-    def leaf_name(self, month: Month, building: int = CUBEMS) -> str:
+    def leaf_name(self, month: Month, building: int = BUILDING_ID) -> str:
         """The building-month's partition: `sensor_readings_rows_y2018m07_b1`."""
         return f"{self.name(month)}_b{building}"
 
-    def staging_name(self, month: Month, token: str, building: int = CUBEMS) -> str:
+    def staging_name(self, month: Month, token: str, building: int = BUILDING_ID) -> str:
         """A staging table of the building-month: `sensor_readings_rows_y2018m07_b1_<token>`."""
         return f"{self.leaf_name(month, building)}_{token}"
 
     def identifier(
-        self, month: Month, token: str | None = None, building: int = CUBEMS
+        self, month: Month, token: str | None = None, building: int = BUILDING_ID
     ) -> sql.Identifier:
         """`partitions.<name>` of the building-month's partition, or of a staging table of it
         with `token`."""
@@ -118,7 +118,7 @@ def create_staging(
     table: PartitionedTable,
     month: Month,
     token: str,
-    building: int = CUBEMS,
+    building: int = BUILDING_ID,
 ) -> sql.Identifier:
     """Create the building-month's staging table `<leaf>_<token>`: like the parent, with the
     month's and the building's range CHECKs, owned by the parent's owner. Call in a transaction;
@@ -171,7 +171,7 @@ def copy_readings(
 
 
 def index_readings(
-    conn: psycopg.Connection, month: Month, token: str, building: int = CUBEMS
+    conn: psycopg.Connection, month: Month, token: str, building: int = BUILDING_ID
 ) -> None:
     """The readings staging table's indexes (those of the parent, so ATTACH adopts them)."""
     name = READINGS.staging_name(month, token, building)
@@ -184,7 +184,9 @@ def index_readings(
     )
 
 
-def aggregate(conn: psycopg.Connection, month: Month, token: str, building: int = CUBEMS) -> None:
+def aggregate(
+    conn: psycopg.Connection, month: Month, token: str, building: int = BUILDING_ID
+) -> None:
     """Fill the hourly and daily staging tables from the readings staging table, in one scan of
     it; leaves the temporary table `hourly_fingerprints` (per sensor and hour: count, sum, hash)
     for the rest of the transaction."""
@@ -216,7 +218,7 @@ def _is_partition_of(conn: psycopg.Connection, child: str, parent: str) -> bool:
 
 
 def attached(
-    conn: psycopg.Connection, table: PartitionedTable, month: Month, building: int = CUBEMS
+    conn: psycopg.Connection, table: PartitionedTable, month: Month, building: int = BUILDING_ID
 ) -> bool:
     """Whether the building-month's partition of `table` is attached."""
     leaf = f"{SCHEMA}.{table.leaf_name(month, building)}"
@@ -228,11 +230,14 @@ def month_attached(conn: psycopg.Connection, table: PartitionedTable, month: Mon
     return _is_partition_of(conn, f"{SCHEMA}.{table.name(month)}", f"public.{table.parent}")
 
 
-def size(conn: psycopg.Connection, table: PartitionedTable, month: Month) -> int:
+def size(
+    conn: psycopg.Connection, table: PartitionedTable, month: Month, building: int | None = None
+) -> int:
     """Bytes on disk, with indexes and TOAST, of the month's partition of `table`: every
-    building's leaf; 0 if none."""
+    building's leaf, or `building`'s only; 0 if none."""
+    name = table.name(month) if building is None else table.leaf_name(month, building)
     row = conn.execute(
-        query("select_month_partition_size"), {"month": f"{SCHEMA}.{table.name(month)}"}
+        query("select_month_partition_size"), {"month": f"{SCHEMA}.{name}"}
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -242,6 +247,9 @@ def ensure_month(conn: psycopg.Connection, table: PartitionedTable, month: Month
     there. It is empty, so ATTACH scans nothing. Call in a transaction."""
     _require_transaction(conn, "ensure_month")
     if month_attached(conn, table, month):
+        return
+    _lock_parents(conn)
+    if month_attached(conn, table, month):  # another building's load made it meanwhile
         return
     low, high = table.bounds(month)
     current = table.month_identifier(month)
@@ -254,6 +262,18 @@ def ensure_month(conn: psycopg.Connection, table: PartitionedTable, month: Month
     conn.execute(
         sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
             sql.Identifier(table.parent), current, sql.Literal(low), sql.Literal(high)
+        )
+    )
+
+
+def _lock_parents(conn: psycopg.Connection) -> None:
+    """Queue with every other change of the parents' months, all four parents in one order
+    (SHARE UPDATE EXCLUSIVE conflicts with itself, not with readers): two buildings' loads of
+    one month then never both create the month's table, nor does one drop it while the other
+    attaches to it, and swaps that touch the parents in different orders cannot deadlock."""
+    conn.execute(
+        sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(
+            sql.SQL(", ").join(sql.Identifier(table.parent) for table in ALL_TABLES)
         )
     )
 
@@ -280,7 +300,7 @@ def _detach_and_drop(
 
 
 def detach_and_drop(
-    conn: psycopg.Connection, table: PartitionedTable, month: Month, building: int = CUBEMS
+    conn: psycopg.Connection, table: PartitionedTable, month: Month, building: int = BUILDING_ID
 ) -> bool:
     """Detach and drop the building-month's partition of `table`; with it the month's partition
     when no other building has one there. False if neither was there. Call in a transaction.
@@ -290,6 +310,7 @@ def detach_and_drop(
     would wait for the parent while holding the month, and deadlock with a reader doing the
     opposite."""
     _require_transaction(conn, "detach_and_drop")
+    _lock_parents(conn)
     if not month_attached(conn, table, month):
         return False
     if not _other_leaves(conn, table, month, building):
@@ -309,13 +330,14 @@ def attach(
     month: Month,
     token: str,
     replace: bool = True,
-    building: int = CUBEMS,
+    building: int = BUILDING_ID,
 ) -> None:
     """Make the staging table `token` the building-month's partition of `table`, detaching and
     dropping the one attached now. Call in a transaction: readers see the old building-month
     until it commits, the new one after. With `replace=False` an existing partition is never
     touched: the rename fails (DuplicateTable) and the caller's transaction with it."""
     _require_transaction(conn, "attach")
+    _lock_parents(conn)
     if replace and attached(conn, table, month, building):
         _detach_and_drop(
             conn, table.month_identifier(month), table.identifier(month, building=building)
@@ -338,7 +360,7 @@ def attach(
     )
 
 
-def drop_debris(conn: psycopg.Connection, month: Month, building: int = CUBEMS) -> list[str]:
+def drop_debris(conn: psycopg.Connection, month: Month, building: int = BUILDING_ID) -> list[str]:
     """Drop the building-month's unattached tables (staging tables of runs that did not finish)
     of every parent; other building-months' tables stay. Returns the names dropped."""
     prefixes = [f"{table.leaf_name(month, building)}_" for table in ALL_TABLES]

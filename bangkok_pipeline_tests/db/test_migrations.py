@@ -413,6 +413,7 @@ def test_0009_down_restores_the_one_tier_readings_and_up_brings_its_repeatables_
         migrations.migrate(conn)
         assert conn.execute(between).fetchone() != (None,)
         assert migrations.downgrade(conn, 8) == [
+            "0012_building_months",
             "0011_building_partitions",
             "0010_many_buildings",
             "0009_readings_tiers",
@@ -493,15 +494,41 @@ def test_0011_divides_each_month_by_building_and_back_keeping_every_row(
             partitions.attach(conn, READINGS, FEB, "two", building=2)
         with pytest.raises(migrations.MigrationError, match="buildings after the first"):
             migrations.downgrade(conn, 10)
-        assert migrations.current_version(conn) == migrations.head()
+        assert migrations.current_version(conn) == 11, "each step whole: 0012 went down"
+        migrations.migrate(conn)
         with conn.transaction():
             assert partitions.detach_and_drop(conn, READINGS, FEB, building=2)
         assert _partition_tree(conn) == tree
 
-        assert migrations.downgrade(conn, 10) == ["0011_building_partitions"]
+        assert migrations.downgrade(conn, 10) == [
+            "0012_building_months",
+            "0011_building_partitions",
+        ]
         assert _partition_tree(conn) == {
             "sensor_readings_rows_y2019m02": ("r", "sensor_readings_rows", 300),
             "hourly_sensor_stats_y2019m03": ("r", "hourly_sensor_stats", 0),
         }
-        assert migrations.migrate(conn) == ["0011_building_partitions"]
+        assert migrations.migrate(conn) == ["0011_building_partitions", "0012_building_months"]
         assert _partition_tree(conn) == tree
+
+
+def test_0012_keys_the_side_tables_by_building_and_back(database_url: str) -> None:
+    """The loads, quarantined lines and month locks recorded before 0012 become the first
+    building's; down gives them back unkeyed."""
+    log = "SELECT month, run_id, status FROM load_log ORDER BY 1"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrations.migrate(conn, 11)
+        conn.execute(
+            "INSERT INTO load_log (month, run_id, status) VALUES ('2019-02-01', 'old', 'running');"
+            "INSERT INTO month_locks (month) VALUES ('2019-02-01')"
+        )
+        before = conn.execute(log).fetchall()
+        migrations.migrate(conn)
+        assert conn.execute("SELECT building_id, run_id FROM load_log").fetchall() == [(1, "old")]
+        assert conn.execute("SELECT building_id, month FROM month_locks").fetchall() == [
+            (1, FEB.first_day)
+        ]
+        assert migrations.downgrade(conn, 11) == ["0012_building_months"]
+        assert conn.execute(log).fetchall() == before
+        assert conn.execute("SELECT * FROM month_locks").fetchall() == [(FEB.first_day,)]
+        migrations.migrate(conn)

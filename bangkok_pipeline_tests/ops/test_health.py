@@ -135,7 +135,8 @@ def test_an_orphaned_staging_table_and_a_stuck_load_are_flagged(database: Databa
         "VALUES ('2019-02-01 00:00+07', 1, 1.5)"
     )
     database.execute(
-        "INSERT INTO load_log (month, run_id, status) VALUES ('2019-03-01', 'lost', 'running')"
+        "INSERT INTO load_log (building_id, month, run_id, status) "
+        "VALUES (1, '2019-03-01', 'lost', 'running')"
     )
     try:
         found = database.health()["staging"]
@@ -185,8 +186,8 @@ def test_a_loaded_month_without_its_partition_is_critical_and_gaps_are_named(
     database: Database,
 ) -> None:
     database.execute(
-        "INSERT INTO load_log (month, run_id, status, finished_at) "
-        "VALUES ('2019-05-01', 'vanished', 'succeeded', now())"
+        "INSERT INTO load_log (building_id, month, run_id, status, finished_at) "
+        "VALUES (1, '2019-05-01', 'vanished', 'succeeded', now())"
     )
     try:
         found = database.health()["partitions"]

@@ -3,8 +3,9 @@ non-superuser project login).
 
 `bangkok-pipeline buildings add` registers CU-BEMS, a second building and a small third one from
 their folders' headers; the others' sensors take ids of their own blocks, past smallint. Each
-building then gets a day of readings and a latest reading per sensor (inserted directly: the
-pipeline loads months of one building so far), and tenants probe as restricted logins (members of
+building then gets a day of readings and a latest reading per sensor (inserted directly, in a
+plain month partition; `warehouse/test_building_months.py` loads real months of two buildings),
+and tenants probe as restricted logins (members of
 bangkok_api; on Supabase also through `authenticator` switched to `authenticated` with the user's
 JWT): each sees exactly what its subscriptions give (a building's sensors, its free sample, or two
 buildings with the one between them left out) and nothing of any other building.

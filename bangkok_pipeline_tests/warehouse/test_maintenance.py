@@ -109,8 +109,8 @@ def test_premake_creates_the_window_once_and_a_load_replaces_a_premade_month(
 def test_gaps_are_reported_and_a_busy_month_is_skipped(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO load_log (month, run_id, status, finished_at) "
-            "VALUES ('2019-08-01', 'fake', 'succeeded', now())"
+            "INSERT INTO load_log (building_id, month, run_id, status, finished_at) "
+            "VALUES (1, '2019-08-01', 'fake', 'succeeded', now())"
         )
         try:
             with month_lock(conn, Month(2019, 9)):  # as a load of 2019-09 holds it

@@ -4,7 +4,7 @@
 -- nothing, so it cannot make a premake skip or an archive refuse the way a probe with
 -- FOR UPDATE SKIP LOCKED could. (Only FOR UPDATE is ever taken on these rows, so xmax is a plain
 -- transaction id, never a MultiXactId.)
-SELECT m.month
+SELECT DISTINCT m.month
 FROM month_locks AS m
 WHERE EXISTS (
     SELECT FROM pg_locks AS l

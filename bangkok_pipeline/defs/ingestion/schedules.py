@@ -8,6 +8,7 @@ from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.defs.ingestion.jobs import ingest_month_job
 from bangkok_pipeline.defs.ingestion.sensors import month_run_requests
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
+from bangkok_pipeline.source.layout import BUILDING_ID
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
 
 
@@ -27,7 +28,9 @@ def nightly_ingest_schedule(
         return dg.SkipReason(f"source directory {directory} does not exist (CUBEMS_SOURCE_DIR)")
     now = scan_directory(directory, DirectoryState(), settings.max_source_bytes())
     with database.connection() as conn:
-        loaded = dict(conn.execute(query("select_loaded_month_digests")).fetchall())
+        loaded = dict(
+            conn.execute(query("select_loaded_month_digests"), {"building": BUILDING_ID}).fetchall()
+        )
     digests = now.state.month_digests()
     due = {month: digest for month, digest in digests.items() if loaded.get(month) != digest}
     if digests:

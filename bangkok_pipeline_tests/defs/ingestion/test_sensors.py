@@ -203,8 +203,8 @@ def test_nightly_schedule_requests_changed_months_and_the_latest(
     state = DirectoryState.from_json(digests.cursor).month_digests()
     with psycopg.connect(migrated_url, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO load_log (month, status, source_fingerprints, finished_at) "
-            "VALUES ('2018-07-01', 'succeeded', %s, now())",
+            "INSERT INTO load_log (building_id, month, status, source_fingerprints, finished_at) "
+            "VALUES (1, '2018-07-01', 'succeeded', %s, now())",
             (json.dumps({"month_digest": state["2018-07"]}),),
         )
     # closed at the end: an unclosed context leaves the instance it opened registered
@@ -224,8 +224,8 @@ def test_nightly_schedule_requests_changed_months_and_the_latest(
 
         with psycopg.connect(migrated_url, autocommit=True) as conn:
             conn.execute(
-                "INSERT INTO load_log (month, status, source_fingerprints, finished_at) "
-                "VALUES ('2018-08-01', 'succeeded', %s, now())",
+                "INSERT INTO load_log (building_id, month, status, source_fingerprints, "
+                "finished_at) VALUES (1, '2018-08-01', 'succeeded', %s, now())",
                 (json.dumps({"month_digest": state["2018-08"]}),),
             )
         latest_only = nightly_ingest_schedule(context)

@@ -1,0 +1,216 @@
+"""A second building's month loaded beside CU-BEMS's through the pipeline's own steps (extract,
+validate, load), on the embedded server and the Supabase-like 15 as its non-superuser owner.
+
+Tower B is generated with another seed and the real files' defects (a column added mid-year among
+them) and registered with `buildings.register`. Its month and CU-BEMS's load at the same time
+without waiting for each other (a lock per building-month), each into its own leaves of the
+month's partitions, reconciled reading for reading. Reloading one building's month leaves the
+other's partitions and side tables exactly as they were; tenants probing as restricted logins see
+their building's loaded readings and none of the other's; and migration 0012 cannot be undone
+while the second building has loads.
+"""
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.db import migrations
+from bangkok_pipeline.devtools.generator import generate
+from bangkok_pipeline.devtools.sample import keep_first_days
+from bangkok_pipeline.source.layout import BUILDING, BUILDING_ID
+from bangkok_pipeline.transform.layers import run_layers
+from bangkok_pipeline.warehouse import access, buildings, partitions
+from bangkok_pipeline.warehouse.ingest import (
+    IngestError,
+    extract_raw_month,
+    load_month,
+    validate_month,
+)
+from bangkok_pipeline.warehouse.partitions import DAILY, HOURLY, READINGS
+from bangkok_pipeline_tests.conftest import new_database
+
+pytestmark = [pytest.mark.integration, pytest.mark.hosted]
+
+FEB = Month(2019, 2)
+TOWER = "Tower B"
+_PER_SENSOR = (
+    "SELECT sensor_id, count(*), sum(value::float8) FROM sensor_readings "
+    "WHERE sensor_id >= %s AND sensor_id < %s GROUP BY 1 ORDER BY 1"
+)
+_SIDE = {  # the building-month's rows of each side table, by its sensors or its building_id
+    "quarantine": "SELECT source_file, line_no, column_name, reason, run_id FROM quarantine "
+    "WHERE building_id = %(building)s ORDER BY 1, 2, 3",
+    "coverage": "SELECT * FROM sensor_coverage WHERE sensor_id >= %(first)s "
+    "AND sensor_id < %(beyond)s ORDER BY sensor_id",
+    "gaps": "SELECT * FROM reading_gaps WHERE sensor_id >= %(first)s AND sensor_id < %(beyond)s "
+    "ORDER BY 1, 2",
+    "latest": "SELECT * FROM sensor_latest_readings WHERE sensor_id >= %(first)s "
+    "AND sensor_id < %(beyond)s ORDER BY sensor_id",
+    "reconciliation": "SELECT sensor_id, matches, run_id FROM reconciliation "
+    "WHERE sensor_id >= %(first)s AND sensor_id < %(beyond)s ORDER BY 1",
+    "leaves": "SELECT relid::regclass::text, relid::oid::int FROM pg_partition_tree("
+    "'partitions.sensor_readings_rows_y2019m02') WHERE isleaf ORDER BY 1",
+}
+
+
+@dataclass
+class Site:
+    url: str
+    home: Path
+    sources: dict[int, Path]  # building_id -> its source folder
+    names: dict[int, str]  # building_id -> its name
+    waited: list[str]  # what a load said it waited for
+
+    def load(self, building: int) -> int:
+        """Extract, validate and load the building's February with the library; its rows."""
+        layers = run_layers(FEB, f"test-b{building}-{uuid.uuid4().hex[:6]}", home=self.home,
+                            building=building)  # fmt: skip
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            extract_raw_month(conn, self.sources[building], layers, self.names[building])
+            validate_month(layers)
+            return load_month(conn, layers, on_wait=self.waited.append).rows_loaded
+
+    def figures(self, building: int) -> list[tuple]:
+        with psycopg.connect(self.url) as conn:
+            return conn.execute(_PER_SENSOR, partitions.building_bounds(building)).fetchall()
+
+    def side(self, building: int) -> dict[str, list[tuple]]:
+        first, beyond = partitions.building_bounds(building)
+        params = {"building": building, "first": first, "beyond": beyond}
+        with psycopg.connect(self.url) as conn:
+            return {name: conn.execute(q, params).fetchall() for name, q in _SIDE.items()}
+
+
+@pytest.fixture(scope="module")
+def site(
+    server_url: str, tiny_source: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    tower = tmp_path_factory.mktemp("tower")
+    generate(tower, [FEB], seed=29, defects=True)
+    (tower / "manifest.json").unlink()
+    for path in sorted(tower.glob("*Floor*.csv")):
+        keep_first_days(path, 2)
+    with new_database(server_url, migrate=True) as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            tower_id = buildings.register(conn, TOWER, tower).building.building_id
+        sources = {BUILDING_ID: tiny_source, tower_id: tower}
+        site = Site(url, tmp_path_factory.mktemp("home"), sources, {1: BUILDING, tower_id: TOWER},
+                    [])  # fmt: skip
+        rows: dict[int, int] = {}
+        loads = [
+            threading.Thread(target=lambda b=b: rows.__setitem__(b, site.load(b))) for b in sources
+        ]
+        for load in loads:
+            load.start()
+        for load in loads:
+            load.join()
+        assert sorted(rows) == sorted(sources), "both loads finished"
+        yield site
+
+
+def test_two_buildings_load_one_month_at_once_each_into_its_own_leaves(site: Site) -> None:
+    tower = max(site.sources)
+    assert tower == 2 and site.waited == [], "a lock per building-month: neither waited"
+    cubems, second = site.figures(BUILDING_ID), site.figures(tower)
+    assert len(cubems) == 204 and len(second) == 205, "Tower B's files add a column"
+    assert [row[0] for row in second[:204]] == [row[0] + partitions.BLOCK for row in cubems]
+    assert [row[1:] for row in cubems] != [row[1:] for row in second], "another seed's data"
+    with psycopg.connect(site.url) as conn:
+        for table in (READINGS, HOURLY, DAILY):
+            leaves = conn.execute(
+                "SELECT relid::regclass::text FROM pg_partition_tree(%s) WHERE isleaf ORDER BY 1",
+                (f"partitions.{table.name(FEB)}",),
+            ).fetchall()
+            assert leaves == [(f"partitions.{table.leaf_name(FEB, b)}",) for b in (1, 2)]
+        logged = conn.execute(
+            "SELECT building_id, status, rows_loaded FROM load_log ORDER BY building_id"
+        ).fetchall()
+        assert [(b, s) for b, s, _ in logged] == [(1, "succeeded"), (2, "succeeded")]
+        assert conn.execute(
+            "SELECT bool_and(matches), count(DISTINCT sensor_id / 32768) FROM reconciliation"
+        ).fetchone() == (True, 2)
+        locks = conn.execute("SELECT building_id, month FROM month_locks ORDER BY 1").fetchall()
+        assert locks == [(1, FEB.first_day), (2, FEB.first_day)]
+    for building in site.sources:
+        assert sum(n for _, n, _ in site.figures(building)) == next(
+            r for b, _, r in logged if b == building
+        )
+    assert site.side(BUILDING_ID)["quarantine"] == [], "the tiny CU-BEMS source has no defects"
+    quarantined = site.side(tower)["quarantine"]
+    assert quarantined and {row[4][:8] for row in quarantined} == {"test-b2-"}
+
+
+def test_reloading_one_building_leaves_the_others_month_exactly_as_it_was(site: Site) -> None:
+    tower = max(site.sources)
+    before = {b: (site.figures(b), site.side(b)) for b in site.sources}
+    site.load(BUILDING_ID)
+    after_cubems = site.side(BUILDING_ID)
+    assert site.figures(BUILDING_ID) == before[BUILDING_ID][0]
+    assert after_cubems["reconciliation"] != before[BUILDING_ID][1]["reconciliation"], "new run"
+    assert (site.figures(tower), site.side(tower)["quarantine"]) == (
+        before[tower][0],
+        before[tower][1]["quarantine"],
+    )
+    for name in ("coverage", "gaps", "latest", "reconciliation"):
+        assert site.side(tower)[name] == before[tower][1][name], name
+    leaves = dict(after_cubems["leaves"])
+    old = dict(before[tower][1]["leaves"])
+    tower_leaf = f"partitions.{READINGS.leaf_name(FEB, tower)}"
+    cubems_leaf = f"partitions.{READINGS.leaf_name(FEB, BUILDING_ID)}"
+    assert leaves[tower_leaf] == old[tower_leaf], "building 2's leaf untouched"
+    assert leaves[cubems_leaf] != old[cubems_leaf], "building 1's leaf replaced"
+
+
+def test_a_tenant_sees_its_buildings_loaded_month_and_none_of_the_other(site: Site) -> None:
+    tower = max(site.sources)
+    expected = {b: site.figures(b) for b in site.sources}
+    tag = uuid.uuid4().hex[:6]
+    logins = []
+    try:
+        with psycopg.connect(site.url, autocommit=True) as conn:
+            for building in site.sources:
+                tenant = access.create_tenant(conn, f"b{building} {tag}")
+                access.subscribe(conn, tenant, building, "professional")
+                user, login = access.add_user_with_login(
+                    conn, tenant, "viewer", f"b{building}.{tag}@example.org", f"t_b{building}_{tag}"
+                )
+                logins.append((building, user, login))
+        for building, user, login in logins:
+            with psycopg.connect(login.url(site.url)) as conn, access.acting_as(conn, user):
+                seen = conn.execute(_PER_SENSOR, (0, 2**31 - 1)).fetchall()
+                assert seen == expected[building]
+                other = tower if building == BUILDING_ID else BUILDING_ID
+                first, beyond = partitions.building_bounds(other)
+                assert conn.execute(
+                    "SELECT count(*) FROM daily_sensor_stats WHERE sensor_id >= %s "
+                    "AND sensor_id < %s",
+                    (first, beyond),
+                ).fetchone() == (0,)
+    finally:
+        with psycopg.connect(site.url, autocommit=True) as conn:
+            for _, _, login in logins:
+                access.drop_login(conn, login.name)
+
+
+def test_0012_is_not_undone_while_the_second_building_has_loads(site: Site) -> None:
+    with psycopg.connect(site.url, autocommit=True) as conn:
+        with pytest.raises(migrations.MigrationError, match="buildings after the first"):
+            migrations.downgrade(conn, 11)
+        assert migrations.current_version(conn) == migrations.head()
+
+
+def test_a_run_given_another_buildings_id_is_refused_in_one_line(
+    site: Site, tiny_source: Path
+) -> None:
+    layers = run_layers(FEB, "test-mixed", home=site.home, building=max(site.sources))
+    with (
+        psycopg.connect(site.url, autocommit=True) as conn,
+        pytest.raises(IngestError, match="not those of building 2"),
+    ):
+        extract_raw_month(conn, tiny_source, layers, BUILDING)
