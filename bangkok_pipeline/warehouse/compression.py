@@ -72,29 +72,36 @@ class TierChange:
         )
 
 
-def tiers(conn: psycopg.Connection) -> dict[Month, str]:
-    """Every month with readings in the database -> "rows" or "compressed". A premade (empty)
-    rows partition of a month never loaded is not one."""
+def tiers(conn: psycopg.Connection, building: int = BUILDING_ID) -> dict[Month, str]:
+    """Every month with readings of `building` in the database -> "rows" or "compressed". An
+    empty rows partition of a month never loaded (premade before 0011) is not one."""
     found = maintenance.inventory(conn)
     loaded = set(maintenance.loaded_months(conn))
-    result = {m: "rows" for m in found.months(READINGS.parent) if m in loaded}
-    result |= dict.fromkeys(found.months(DAYS.parent), "compressed")
+    rows = found.building_months(READINGS.parent, building)
+    result = {m: "rows" for m in rows if m in loaded}
+    result |= dict.fromkeys(found.building_months(DAYS.parent, building), "compressed")
     return result
 
 
-def cold_months(conn: psycopg.Connection, keep_as_rows: int | None) -> list[Month]:
-    """The months the policy compresses: all months with readings but the newest `keep_as_rows`
-    (counted from the newest month with readings, whatever its tier); none without a policy."""
+def cold_months(
+    conn: psycopg.Connection, keep_as_rows: int | None, building: int = BUILDING_ID
+) -> list[Month]:
+    """The building's months the policy compresses: all its months with readings but the newest
+    `keep_as_rows` (counted from its newest month with readings, whatever its tier); none without
+    a policy."""
     if keep_as_rows is None:
         return []
-    months = sorted(tiers(conn))
+    months = sorted(tiers(conn, building))
     return months[: max(0, len(months) - keep_as_rows)]
 
 
-def is_cold(conn: psycopg.Connection, month: Month, keep_as_rows: int | None) -> bool:
-    """Whether a load of `month` writes it compressed: it is compressed now (a reload keeps its
-    tier), or the policy compresses it (`keep_as_rows` months with readings are newer)."""
-    current = tiers(conn)
+def is_cold(
+    conn: psycopg.Connection, month: Month, keep_as_rows: int | None, building: int = BUILDING_ID
+) -> bool:
+    """Whether a load of the building's `month` writes it compressed: it is compressed now (a
+    reload keeps its tier), or the policy compresses it (`keep_as_rows` of the building's months
+    with readings are newer)."""
+    current = tiers(conn, building)
     if current.get(month) == "compressed":
         return True
     if keep_as_rows is None:
@@ -102,10 +109,12 @@ def is_cold(conn: psycopg.Connection, month: Month, keep_as_rows: int | None) ->
     return len([m for m in current if m > month]) >= keep_as_rows
 
 
-def check(conn: psycopg.Connection, months: list[Month], to: str) -> None:
-    """Refuse, before anything changes, months that cannot move to tier `to`: not loaded (a gap
-    in the range), archived. Months already in `to` are fine (nothing to do)."""
-    current = tiers(conn)
+def check(
+    conn: psycopg.Connection, months: list[Month], to: str, building: int = BUILDING_ID
+) -> None:
+    """Refuse, before anything changes, the building's months that cannot move to tier `to`: not
+    loaded (a gap in the range), archived. Months already in `to` are fine (nothing to do)."""
+    current = tiers(conn, building)
     archived = maintenance.archived_months(conn)
     problems = []
     for month in months:
@@ -123,30 +132,42 @@ def check(conn: psycopg.Connection, months: list[Month], to: str) -> None:
 _VERB = {"compressed": "compress", "rows": "decompress"}
 
 
-def compress(conn: psycopg.Connection, months: list[Month]) -> list[TierChange]:
-    """Compress each month of `months` that is rows now (all checked first)."""
-    check(conn, months, "compressed")
-    return [change for m in months if (change := _move(conn, m, "compressed")) is not None]
+def compress(
+    conn: psycopg.Connection, months: list[Month], building: int = BUILDING_ID
+) -> list[TierChange]:
+    """Compress each of the building's `months` that is rows now (all checked first)."""
+    check(conn, months, "compressed", building)
+    return [
+        change for m in months if (change := _move(conn, m, "compressed", building)) is not None
+    ]
 
 
 def decompress(
-    conn: psycopg.Connection, months: list[Month], budget_bytes: int | None = None
+    conn: psycopg.Connection,
+    months: list[Month],
+    budget_bytes: int | None = None,
+    building: int = BUILDING_ID,
 ) -> list[TierChange]:
     """Decompress each month of `months` that is compressed now (all checked first), refusing
     before starting if the readings as rows would not fit `budget_bytes` or the server's disk."""
-    check(conn, months, "rows")
-    current = tiers(conn)
+    check(conn, months, "rows", building)
+    current = tiers(conn, building)
     compressed = [m for m in months if current.get(m) == "compressed"]
-    _check_room(conn, compressed, budget_bytes)
-    return [change for m in compressed if (change := _move(conn, m, "rows")) is not None]
+    _check_room(conn, compressed, budget_bytes, building)
+    return [change for m in compressed if (change := _move(conn, m, "rows", building)) is not None]
 
 
 def build_compressed(
-    conn: psycopg.Connection, month: Month, token: str, source: sql.Composable
+    conn: psycopg.Connection,
+    month: Month,
+    token: str,
+    source: sql.Composable,
+    building: int = BUILDING_ID,
 ) -> sql.Identifier:
-    """Create the month's compressed staging table `token` and fill it from the (ts, sensor_id,
-    value) readings of `source`, checked reading for reading; in the caller's transaction."""
-    target = partitions.create_staging(conn, DAYS, month, token)
+    """Create the building-month's compressed staging table `token` and fill it from the (ts,
+    sensor_id, value) readings of `source`, checked reading for reading; in the caller's
+    transaction."""
+    target = partitions.create_staging(conn, DAYS, month, token, building)
     conn.execute(sql.SQL(query("insert_compressed_days")).format(target=target, source=source))
     _same_readings(conn, month, source, decompressed(target))
     return target
@@ -224,44 +245,45 @@ def _same_readings(
         )
 
 
-def _move(conn: psycopg.Connection, month: Month, to: str) -> TierChange | None:
-    """Move one month to tier `to` under its lock; None if it is there already. A compressed
-    month has no hourly partition (its day rows carry hourly summaries), so
+def _move(conn: psycopg.Connection, month: Month, to: str, building: int) -> TierChange | None:
+    """Move one building-month to tier `to` under its lock; None if it is there already. A
+    compressed month has no hourly partition (its day rows carry hourly summaries), so
     decompressing builds one, with the daily statistics, from the new rows."""
     started = time.perf_counter()
     drop: tuple[PartitionedTable, ...]
     attach: tuple[PartitionedTable, ...]
-    with month_lock(conn, month):
-        if tiers(conn).get(month) == to:
+    with month_lock(conn, month, building=building):
+        if tiers(conn, building).get(month) == to:
             return None
         token = uuid.uuid4().hex[:8]
         with conn.transaction():
             if to == "compressed":
-                current = READINGS.identifier(month)
+                current = READINGS.identifier(month, building=building)
                 before = _bytes(conn, current)
-                staging = build_compressed(conn, month, token, current)
+                staging = build_compressed(conn, month, token, current, building)
                 readings = _compressed_count(conn, staging)
                 analyze_days(conn, staging)
                 drop, attach = (READINGS, HOURLY), (DAYS,)
             else:
-                current = DAYS.identifier(month)
+                current = DAYS.identifier(month, building=building)
                 before = _bytes(conn, current)
                 for table in (READINGS, HOURLY, DAILY):
-                    partitions.create_staging(conn, table, month, token)
-                staging = READINGS.identifier(month, token)
+                    partitions.create_staging(conn, table, month, token, building)
+                staging = READINGS.identifier(month, token, building)
                 conn.execute(
                     sql.SQL(query("insert_decompressed_rows")).format(
                         target=staging, source=decompressed(current)
                     )
                 )
-                partitions.index_readings(conn, month, token)
-                partitions.aggregate(conn, month, token)
+                partitions.index_readings(conn, month, token, building)
+                partitions.aggregate(conn, month, token, building)
                 _same_readings(conn, month, decompressed(current), staging)
                 readings = _count(conn, staging)
                 conn.execute(sql.SQL("ANALYZE {}").format(staging))
                 drop, attach = (DAYS,), (READINGS, HOURLY, DAILY)
-            _swap(conn, drop, attach, month, token)
-            after = _bytes(conn, (DAYS if to == "compressed" else READINGS).identifier(month))
+            _swap(conn, drop, attach, month, token, building)
+            tier = DAYS if to == "compressed" else READINGS
+            after = _bytes(conn, tier.identifier(month, building=building))
     return TierChange(month, to, readings, before, after, time.perf_counter() - started)
 
 
@@ -271,19 +293,20 @@ def _swap(
     attach: tuple[PartitionedTable, ...],
     month: Month,
     token: str,
+    building: int,
 ) -> None:
-    """Drop the month's partitions of `drop` and attach its staging tables of `attach` (each
-    replacing the month's partition). DETACH waits for readers of the month; while it waits,
-    new readers would queue behind it, so it waits at most 5 s at a time (in a savepoint,
-    keeping the filled tables) and tries again, as a load's swap does."""
+    """Drop the building-month's partitions of `drop` and attach its staging tables of `attach`
+    (each replacing the building-month's partition). DETACH waits for readers of the month;
+    while it waits, new readers would queue behind it, so it waits at most 5 s at a time (in a
+    savepoint, keeping the filled tables) and tries again, as a load's swap does."""
     for attempt in range(1, SWAP_ATTEMPTS + 1):
         try:
             with conn.transaction():
                 conn.execute("SET LOCAL lock_timeout = '5s'")
                 for table in drop:
-                    partitions.detach_and_drop(conn, table, month)
+                    partitions.detach_and_drop(conn, table, month, building)
                 for table in attach:
-                    partitions.attach(conn, table, month, token)
+                    partitions.attach(conn, table, month, token, building=building)
             return
         except psycopg.errors.LockNotAvailable:
             if attempt == SWAP_ATTEMPTS:
@@ -312,12 +335,17 @@ def _compressed_count(conn: psycopg.Connection, table: sql.Composable) -> int:
     return int(row[0]) if row else 0
 
 
-def _check_room(conn: psycopg.Connection, months: list[Month], budget_bytes: int | None) -> None:
-    """Refuse decompressing months whose readings as rows would exceed the database budget or
-    the free disk of the server's data directory (where this process can see it)."""
+def _check_room(
+    conn: psycopg.Connection, months: list[Month], budget_bytes: int | None, building: int
+) -> None:
+    """Refuse decompressing the building's months whose readings as rows would exceed the
+    database budget or the free disk of the server's data directory (where this process can see
+    it)."""
     if not months:
         return
-    readings = sum(_compressed_count(conn, DAYS.identifier(month)) for month in months)
+    readings = sum(
+        _compressed_count(conn, DAYS.identifier(month, building=building)) for month in months
+    )
     needed = readings * ROW_BYTES_PER_READING
     row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     size = int(row[0]) if row else 0

@@ -115,7 +115,9 @@ class MonthLoader:
             )
             load_id = self._start_log()
             try:
-                self.compressed = compression.is_cold(self.conn, self.month, self.keep_as_rows)
+                self.compressed = compression.is_cold(
+                    self.conn, self.month, self.keep_as_rows, self.building
+                )
                 self._timed("cleanup", self.drop_debris)
                 rows = self._timed("copy_index_aggregate", self._build)
                 self._timed("reconcile", self._reconcile)

@@ -46,9 +46,14 @@ class Inventory:
     attached: dict[str, set[Month]] = field(default_factory=dict)  # parent -> months
     unattached: list[PartitionTable] = field(default_factory=list)
     tables: list[PartitionTable] = field(default_factory=list)
+    leaves: dict[str, set[tuple[int, Month]]] = field(default_factory=dict)  # -> building-months
 
     def months(self, parent: str = READINGS.parent) -> set[Month]:
         return self.attached.get(parent, set())
+
+    def building_months(self, parent: str, building: int) -> set[Month]:
+        """The months in which `building` has an attached partition of `parent`."""
+        return {m for b, m in self.leaves.get(parent, set()) if b == building}
 
     def with_readings(self) -> set[Month]:
         """Months whose readings are attached, as rows or compressed (migration 0009)."""
@@ -67,6 +72,8 @@ def inventory(conn: psycopg.Connection) -> Inventory:
             parsed and parsed.building is None and parsed.token is None and parsed.parent == parent
         ):
             result.attached[parent].add(parsed.month)
+        elif parsed and parsed.building and not parsed.token and parent.startswith(parsed.parent):
+            result.leaves.setdefault(parsed.parent, set()).add((parsed.building, parsed.month))
     return result
 
 

@@ -6,8 +6,9 @@ them) and registered with `buildings.register`. Its month and CU-BEMS's load at 
 without waiting for each other (a lock per building-month), each into its own leaves of the
 month's partitions, reconciled reading for reading. Reloading one building's month leaves the
 other's partitions and side tables exactly as they were; tenants probing as restricted logins see
-their building's loaded readings and none of the other's; and migration 0012 cannot be undone
-while the second building has loads.
+their building's loaded readings and none of the other's; and one building's month moves between
+the rows and compressed tiers, by compression and by a load under the policy, while the other's
+stays as it was; and migration 0012 cannot be undone while the second building has loads.
 """
 
 import threading
@@ -25,7 +26,7 @@ from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.devtools.sample import keep_first_days
 from bangkok_pipeline.source.layout import BUILDING, BUILDING_ID
 from bangkok_pipeline.transform.layers import run_layers
-from bangkok_pipeline.warehouse import access, buildings, partitions
+from bangkok_pipeline.warehouse import access, buildings, compression, partitions
 from bangkok_pipeline.warehouse.ingest import (
     IngestError,
     extract_raw_month,
@@ -67,14 +68,16 @@ class Site:
     names: dict[int, str]  # building_id -> its name
     waited: list[str]  # what a load said it waited for
 
-    def load(self, building: int) -> int:
-        """Extract, validate and load the building's February with the library; its rows."""
+    def load(self, building: int, keep_as_rows: int | None = None) -> int:
+        """Extract, validate and load the building's February with the library (compressed if
+        the policy `keep_as_rows` says so); its rows."""
         layers = run_layers(FEB, f"test-b{building}-{uuid.uuid4().hex[:6]}", home=self.home,
                             building=building)  # fmt: skip
         with psycopg.connect(self.url, autocommit=True) as conn:
             extract_raw_month(conn, self.sources[building], layers, self.names[building])
             validate_month(layers)
-            return load_month(conn, layers, on_wait=self.waited.append).rows_loaded
+            loaded = load_month(conn, layers, on_wait=self.waited.append, keep_as_rows=keep_as_rows)
+            return loaded.rows_loaded
 
     def figures(self, building: int) -> list[tuple]:
         with psycopg.connect(self.url) as conn:
@@ -214,3 +217,32 @@ def test_a_run_given_another_buildings_id_is_refused_in_one_line(
         pytest.raises(IngestError, match="not those of building 2"),
     ):
         extract_raw_month(conn, tiny_source, layers, BUILDING)
+
+
+def test_one_buildings_month_changes_tier_and_the_others_stays_as_it_was(site: Site) -> None:
+    tower = max(site.sources)
+    before = {b: site.figures(b) for b in site.sources}
+    cubems_leaf = site.side(BUILDING_ID)["leaves"][0]
+    with psycopg.connect(site.url, autocommit=True) as conn:
+        assert compression.tiers(conn, tower) == {FEB: "rows"}
+        [change] = compression.compress(conn, [FEB], building=tower)
+        assert change.tier == "compressed" and change.bytes_after < change.bytes_before
+        assert compression.tiers(conn, tower) == {FEB: "compressed"}
+        assert compression.tiers(conn, BUILDING_ID) == {FEB: "rows"}
+        assert compression.compress(conn, [FEB], building=tower) == []
+    assert {b: site.figures(b) for b in site.sources} == before
+    assert site.side(BUILDING_ID)["leaves"][0] == cubems_leaf, "building 1's rows untouched"
+    with psycopg.connect(site.url, autocommit=True) as conn:
+        [change] = compression.decompress(conn, [FEB], building=tower)
+        assert compression.tiers(conn, tower) == {FEB: "rows"}
+    assert {b: site.figures(b) for b in site.sources} == before
+
+    site.load(tower, keep_as_rows=0)  # the default policy: every month compressed
+    with psycopg.connect(site.url, autocommit=True) as conn:
+        assert compression.tiers(conn, tower) == {FEB: "compressed"}
+        assert compression.tiers(conn, BUILDING_ID) == {FEB: "rows"}
+        assert conn.execute(
+            "SELECT bool_and(matches) FROM reconciliation WHERE sensor_id > %s",
+            (partitions.BLOCK,),
+        ).fetchone() == (True,)
+    assert {b: site.figures(b) for b in site.sources} == before
