@@ -19,7 +19,8 @@ from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import connect, describe, resolve_url
 from bangkok_pipeline.devtools import sample
 from bangkok_pipeline.ops import backup, health
-from bangkok_pipeline.warehouse import archive, compression, maintenance
+from bangkok_pipeline.source.layout import BUILDING
+from bangkok_pipeline.warehouse import access, archive, compression, maintenance
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     archive.ArchiveError,
@@ -29,6 +30,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     settings.SettingError,
 )
 CRITICAL_EXIT = 2
+_BUILDING_HELP = f"the building's id or name (default: {BUILDING}, CU-BEMS)"
 
 
 def migrated(url: str) -> psycopg.Connection:
@@ -105,16 +107,18 @@ def _compress(args: argparse.Namespace) -> int:
         return 0
     wanted = parse_months(args.months) if args.months else None
     with migrated(resolve_url()) as conn:
-        months = compression.cold_months(conn, keep_as_rows) if wanted is None else wanted
+        building = access.find_building(conn, args.building).building_id
+        months = compression.cold_months(conn, keep_as_rows, building) if wanted is None else wanted
         if not months:
             print(
                 f"no month is older than the newest {keep_as_rows} with readings "
                 "(BANGKOK_COMPRESS_AFTER_MONTHS): nothing compressed"
             )
             return 0
-        compression.check(conn, months, "compressed")  # the whole range, before any change
+        # the whole range, before any change
+        compression.check(conn, months, "compressed", building)
         for month in months:
-            changed = compression.compress(conn, [month])
+            changed = compression.compress(conn, [month], building)
             print(changed[0].line() if changed else f"{month}: already compressed", flush=True)
     return 0
 
@@ -122,9 +126,11 @@ def _compress(args: argparse.Namespace) -> int:
 def _decompress(args: argparse.Namespace) -> int:
     months = parse_months(args.months)
     with migrated(resolve_url()) as conn:
+        building = access.find_building(conn, args.building).building_id
+        budget = settings.database_budget_bytes()
         changes = {
             change.month: change
-            for change in compression.decompress(conn, months, settings.database_budget_bytes())
+            for change in compression.decompress(conn, months, budget, building)
         }
     for month in months:
         print(changes[month].line() if month in changes else f"{month}: already rows")
@@ -241,6 +247,7 @@ def add_db_commands(db_commands: argparse._SubParsersAction) -> None:
         help="e.g. 2018-07..2019-06; every month must be loaded (default: the months older than "
         "the newest BANGKOK_COMPRESS_AFTER_MONTHS with readings)",
     )
+    compress.add_argument("--building", default=BUILDING, help=_BUILDING_HELP)
     compress.set_defaults(handler=_compress)
     decompress = add_command(
         db_commands,
@@ -252,6 +259,7 @@ def add_db_commands(db_commands: argparse._SubParsersAction) -> None:
     decompress.add_argument(
         "--months", required=True, help="e.g. 2018-07..2018-09; every month must be loaded"
     )
+    decompress.add_argument("--building", default=BUILDING, help=_BUILDING_HELP)
     decompress.set_defaults(handler=_decompress)
 
 

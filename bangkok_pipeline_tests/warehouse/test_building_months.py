@@ -8,7 +8,8 @@ month's partitions, reconciled reading for reading. Reloading one building's mon
 other's partitions and side tables exactly as they were; tenants probing as restricted logins see
 their building's loaded readings and none of the other's; and one building's month moves between
 the rows and compressed tiers, by compression and by a load under the policy, while the other's
-stays as it was; and migration 0012 cannot be undone while the second building has loads.
+stays as it was (also through `db compress --building` and the nightly compression job, which
+covers every building); and migration 0012 cannot be undone while the second building has loads.
 """
 
 import threading
@@ -17,11 +18,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import psycopg
 import pytest
 
+from bangkok_pipeline.cli.main import run
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db import migrations
+from bangkok_pipeline.defs.operations.jobs import compression_job
+from bangkok_pipeline.defs.resources import PostgresResource
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.devtools.sample import keep_first_days
 from bangkok_pipeline.source.layout import BUILDING, BUILDING_ID
@@ -245,4 +250,36 @@ def test_one_buildings_month_changes_tier_and_the_others_stays_as_it_was(site: S
             "SELECT bool_and(matches) FROM reconciliation WHERE sensor_id > %s",
             (partitions.BLOCK,),
         ).fetchone() == (True,)
+    assert {b: site.figures(b) for b in site.sources} == before
+
+
+def test_the_commands_and_the_nightly_job_compress_each_building(
+    site: Site, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`db decompress --building`, a building that does not exist (one line), then the
+    compression job, which applies the policy to every building's months."""
+    tower = max(site.sources)
+    before = {b: site.figures(b) for b in site.sources}
+    monkeypatch.setenv("DATABASE_URL", site.url)
+    assert run(["db", "decompress", "--building", TOWER, "--months", "2019-02"]) == 0
+    assert capsys.readouterr().out.startswith("2019-02: rows, ")
+    assert run(["db", "compress", "--building", "9", "--months", "2019-02"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no building has the id or name '9'" in err
+    with psycopg.connect(site.url) as conn:
+        assert compression.tiers(conn, tower) == compression.tiers(conn) == {FEB: "rows"}
+
+    monkeypatch.setenv("BANGKOK_COMPRESS_AFTER_MONTHS", "0")
+    result = compression_job.execute_in_process(
+        resources={"database": PostgresResource(database_url=site.url)},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    observed = [
+        (o.metadata["building"].value, o.metadata["compressed_month"].value)
+        for o in result.asset_observations_for_node("apply_compression")
+    ]
+    assert observed == [(BUILDING, "2019-02"), (TOWER, "2019-02")]
+    with psycopg.connect(site.url) as conn:
+        assert compression.tiers(conn, tower) == compression.tiers(conn) == {FEB: "compressed"}
     assert {b: site.figures(b) for b in site.sources} == before

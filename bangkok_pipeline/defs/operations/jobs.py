@@ -7,7 +7,7 @@ from bangkok_pipeline.core import settings
 from bangkok_pipeline.defs.operations.assets import DATABASE
 from bangkok_pipeline.defs.operations.checks import database_health
 from bangkok_pipeline.defs.resources import PostgresResource
-from bangkok_pipeline.warehouse import archive, compression, maintenance
+from bangkok_pipeline.warehouse import archive, buildings, compression, maintenance
 
 database_health_job = dg.define_asset_job(
     "database_health",
@@ -79,8 +79,9 @@ def retention_job() -> None:
 
 
 @dg.op(
-    description="Compress the months BANGKOK_COMPRESS_AFTER_MONTHS names (all but the newest N "
-    "with readings); one observation of postgres_database per month compressed."
+    description="Compress the months BANGKOK_COMPRESS_AFTER_MONTHS names (all but each "
+    "building's newest N with readings), for every building; one observation of "
+    "postgres_database per building-month compressed."
 )
 def apply_compression(context: dg.OpExecutionContext, database: PostgresResource) -> None:
     keep_as_rows = settings.compress_after_months()
@@ -88,29 +89,34 @@ def apply_compression(context: dg.OpExecutionContext, database: PostgresResource
         context.log.info("no compression policy (BANGKOK_COMPRESS_AFTER_MONTHS=off): nothing")
         return
     with database.connection(autocommit=True) as conn:
-        months = compression.cold_months(conn, keep_as_rows)
-        compression.check(conn, months, "compressed")
+        every = [(b.building_id, b.name) for b in buildings.list_buildings(conn)]
+        cold = {b: compression.cold_months(conn, keep_as_rows, b) for b, _ in every}
+        for building, months in cold.items():  # the whole policy, before any change
+            compression.check(conn, months, "compressed", building)
         changed = 0
-        for month in months:
-            for change in compression.compress(conn, [month]):
-                changed += 1
-                context.log.info(change.line())
-                context.log_event(
-                    dg.AssetObservation(
-                        asset_key=DATABASE,
-                        metadata={
-                            "compressed_month": str(change.month),
-                            "readings": change.readings,
-                            "bytes_before": change.bytes_before,
-                            "bytes_after": change.bytes_after,
-                            "ratio": round(change.ratio, 2),
-                            "seconds": round(change.seconds, 2),
-                        },
+        for building, name in every:
+            for month in cold[building]:
+                for change in compression.compress(conn, [month], building):
+                    changed += 1
+                    context.log.info(f"{name}: {change.line()}")
+                    context.log_event(
+                        dg.AssetObservation(
+                            asset_key=DATABASE,
+                            metadata={
+                                "building": name,
+                                "compressed_month": str(change.month),
+                                "readings": change.readings,
+                                "bytes_before": change.bytes_before,
+                                "bytes_after": change.bytes_after,
+                                "ratio": round(change.ratio, 2),
+                                "seconds": round(change.seconds, 2),
+                            },
+                        )
                     )
-                )
+    total = sum(len(months) for months in cold.values())
     context.log.info(
-        f"compressed {changed} month(s); {len(months) - changed} of the {len(months)} month(s) "
-        f"older than the newest {keep_as_rows} were compressed already"
+        f"compressed {changed} building-month(s); {total - changed} of the {total} older than "
+        f"each building's newest {keep_as_rows} were compressed already"
     )
 
 
