@@ -68,20 +68,8 @@ query PartitionHealthQuery($assetKey: AssetKeyInput!) {
         partitionKeys
       }
       assetPartitionStatuses {
-        ... on TimePartitionStatuses {
-          ranges {
-            status
-            startTime
-            endTime
-            startKey
-            endKey
-          }
-        }
-        ... on DefaultPartitionStatuses {
-          materializedPartitions
-          materializingPartitions
-          failedPartitions
-        }
+        ...TimeStatuses
+        ...DefaultStatuses
         ... on MultiPartitionStatuses {
           primaryDimensionName
           ranges {
@@ -90,26 +78,30 @@ query PartitionHealthQuery($assetKey: AssetKeyInput!) {
             primaryDimStartTime
             primaryDimEndTime
             secondaryDim {
-              ... on TimePartitionStatuses {
-                ranges {
-                  status
-                  startTime
-                  endTime
-                  startKey
-                  endKey
-                }
-              }
-              ... on DefaultPartitionStatuses {
-                materializedPartitions
-                materializingPartitions
-                failedPartitions
-              }
+              ...TimeStatuses
+              ...DefaultStatuses
             }
           }
         }
       }
     }
   }
+}
+
+fragment TimeStatuses on TimePartitionStatuses {
+  ranges {
+    status
+    startTime
+    endTime
+    startKey
+    endKey
+  }
+}
+
+fragment DefaultStatuses on DefaultPartitionStatuses {
+  materializedPartitions
+  materializingPartitions
+  failedPartitions
 }
 """
 

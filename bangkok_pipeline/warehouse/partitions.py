@@ -246,10 +246,8 @@ def ensure_month(conn: psycopg.Connection, table: PartitionedTable, month: Month
     """Create and attach the month's partition of `table`, partitioned by building, if it is not
     there. It is empty, so ATTACH scans nothing. Call in a transaction."""
     _require_transaction(conn, "ensure_month")
+    _lock_parents(conn)  # then no other building's load can make it meanwhile
     if month_attached(conn, table, month):
-        return
-    _lock_parents(conn)
-    if month_attached(conn, table, month):  # another building's load made it meanwhile
         return
     low, high = table.bounds(month)
     current = table.month_identifier(month)
