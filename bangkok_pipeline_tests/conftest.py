@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import psycopg
 import pytest
 from psycopg import sql
@@ -26,6 +27,8 @@ from psycopg import sql
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.db.embedded import EmbeddedServer
+from bangkok_pipeline.defs.ingestion.partitions import add_building_partitions, partition_key
+from bangkok_pipeline.source.layout import BUILDING
 from bangkok_pipeline_tests.hosted.pgbouncer import PgBouncer
 from bangkok_pipeline_tests.hosted.server import SUPERUSER as SUPABASE_SUPERUSER
 from bangkok_pipeline_tests.hosted.server import SupabaseLikeServer
@@ -133,6 +136,19 @@ def server_url(server: Server) -> str:
 @pytest.fixture(scope="session")
 def superuser_url(server: Server) -> str:
     return server.superuser_url
+
+
+def building_instance(*names: str) -> dg.DagsterInstance:
+    """An ephemeral Dagster instance whose building dimension holds `names` (CU-BEMS's if none),
+    as `buildings add`, a load or the source sensor would have made it."""
+    instance = dg.DagsterInstance.ephemeral()
+    add_building_partitions(instance, list(names or (BUILDING,)))
+    return instance
+
+
+def cubems(month: str) -> dg.MultiPartitionKey:
+    """The partition of CU-BEMS's `month`."""
+    return partition_key(BUILDING, month)
 
 
 @contextmanager

@@ -1,7 +1,8 @@
-"""End to end with `bangkok-pipeline up` and its daemon, checked in a real browser: the sensor
-loads the months it finds, the UI shows every ingestion asset and their lineage, a month's
-materialization metadata and its plots over the partitions, the checks (per partition, with the
-coverage heatmap), the sensors and schedules; a day appended to a file is loaded on its own (the
+"""End to end with `bangkok-pipeline up` and its daemon, checked in a real browser: with a second
+building registered (`buildings add`), the sensor loads both buildings' months it finds, the UI
+shows every ingestion asset and their lineage, a month's materialization metadata and its plots
+over the building × month partitions, the checks (per partition, with the coverage heatmap), the
+sensors and schedules; a day appended to a file is loaded on its own (the
 time until it is queryable is printed); SIGTERM stops everything cleanly.
 
 Drives Debian's headless Chromium through /usr/bin/chromedriver (`.ci/run` installs both).
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -33,9 +35,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.definitions import defs
-from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
+from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions, partition_key
 from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.runtime.services import free_port
+from bangkok_pipeline.source.layout import BUILDING
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -44,6 +47,8 @@ MONTH = "2019-02"  # a whole month: its partition page, its checks, the coverage
 # the month a day is appended to (a reload of three days, not of a whole month).
 SHORT_MONTH = "2019-03"
 SHORT_DAYS = 3
+CUBEMS_MONTH = partition_key(BUILDING, MONTH)
+TOWER = "Tower B"  # a second building, registered before `up`: its SHORT_MONTH days load too
 INGESTION_ASSETS = (
     "raw_readings",
     "validated_readings",
@@ -173,7 +178,7 @@ class Pages:
     def asset_graph(self, focus: str, depth: int, assets: tuple[str, ...]) -> None:
         """The lineage tab of `focus`, `depth` steps up- and downstream; waits until each node of
         `assets` shows its status, then keeps the graph alone (README picture)."""
-        partitions = f"{len(monthly_partitions.get_partition_keys())} partitions"
+        partitions = f"{2 * len(monthly_partitions.get_partition_keys())} partitions"
         # Zoomed out enough that a chain of five nodes in three groups fits 1600 px.
         self.driver.execute_script("window.localStorage.setItem('lineageGraphZoomLevel', '0.7')")
         self.driver.get(f"{self.base}/assets/{focus}?view=lineage&lineageDepth={depth}")
@@ -215,13 +220,15 @@ class Pages:
         self._readme("metadata-plots", boxes, top=0)  # the tab bar's edge is 2 px above
         return plots
 
-    def check_partition(self, name: str, partition: str, texts: list[str]) -> str:
-        """On a check's page (shown), its Partitions tab with `partition` selected; waits until
-        the details show every text, screenshots them; the page text."""
+    def check_partition(self, name: str, building: str, month: str, texts: list[str]) -> str:
+        """On a check's page (shown), its Partitions tab (a column of buildings by a column of
+        months) with `building`'s `month` selected; waits until the details show every text,
+        screenshots them; the page text."""
         self.driver.find_element(By.XPATH, "//button[normalize-space(.)='Partitions']").click()
-        self._wait_for(f"{name}-list", ["Partitions Selected", partition])
-        self.driver.find_element(By.XPATH, f"//*[normalize-space(text())='{partition}']").click()
-        return self._wait_for(name, [f"{partition}\n", *texts])
+        self._wait_for(f"{name}-list", [f"{2 * 18} Partitions", building, month])
+        for key in (building, month):
+            self.driver.find_element(By.XPATH, f"//*[normalize-space(text())='{key}']").click()
+        return self._wait_for(name, texts)
 
     def show_markdown(self, key: str, readme: str | None = None) -> None:
         """Open the Markdown of metadata entry `key` on the page shown (the UI's dialog), wait
@@ -306,13 +313,14 @@ class Pages:
         return target
 
 
-def _readings_on(url: str, day: str, days: int = 1) -> int:
-    """Readings in `sensor_readings` from `day` (Bangkok) on, for `days` days."""
+def _readings_on(url: str, day: str, days: int = 1, building: int = 1) -> int:
+    """Readings of `building` in `sensor_readings` from `day` (Bangkok) on, for `days` days."""
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT count(*) FROM sensor_readings WHERE ts >= %s::timestamptz "
-            "AND ts < %s::timestamptz + make_interval(days => %s)",
-            (f"{day} 00:00+07", f"{day} 00:00+07", days),
+            "AND ts < %s::timestamptz + make_interval(days => %s) "
+            "AND sensor_id / 32768 + 1 = %s",
+            (f"{day} 00:00+07", f"{day} 00:00+07", days, building),
         ).fetchone()
     return int(row[0]) if row else 0
 
@@ -354,8 +362,10 @@ def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended
     for name in ("DATABASE_URL", "DAGSTER_HOME", "BANGKOK_DAGSTER_PG_URL"):
         env[name] = ""
     generate(source, [Month.parse(MONTH), Month.parse(SHORT_MONTH)], seed=5)
+    tower = tmp_path / "tower"
+    generate(tower, [Month.parse(SHORT_MONTH)], seed=29)
     short_end = f"\n{SHORT_MONTH}-{SHORT_DAYS + 1:02d} ".encode()
-    for path in sorted(source.glob("*Floor*.csv")):  # SHORT_MONTH ends each file
+    for path in sorted([*source.glob("*Floor*.csv"), *tower.glob("*Floor*.csv")]):
         data = path.read_bytes()
         path.write_bytes(data[: data.index(short_end) + 1])
     appended_day = f"{SHORT_MONTH}-{SHORT_DAYS:02d}"
@@ -367,6 +377,9 @@ def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended
     up: subprocess.Popen[bytes] | None = None
     pages: Pages | None = None
     try:
+        for command in (("db", "migrate"), ("buildings", "add", TOWER, "--source", str(tower))):
+            done = subprocess.run(_cli_command(*command), env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stdout + done.stderr
         port = free_port()
         with up_output.open("wb") as output:
             up = subprocess.Popen(
@@ -381,8 +394,12 @@ def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended
             _cli_command("db", "url"), env=env, capture_output=True, text=True, check=True
         ).stdout.strip()
         first_load = _wait_until(
-            lambda: _readings_on(url, f"{MONTH}-27") > 0 and _readings_on(url, appended_day) > 0,
-            "the sensor-triggered first load of both months",
+            lambda: (
+                _readings_on(url, f"{MONTH}-27") > 0
+                and _readings_on(url, appended_day) > 0
+                and _readings_on(url, f"{SHORT_MONTH}-01", building=2) > 0
+            ),
+            "the sensor-triggered first load of both buildings' months",
         )
         rows_loaded = str(_readings_on(url, f"{MONTH}-01", days=28))
 
@@ -390,7 +407,7 @@ def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended
         pages.expect("catalog", "/assets", list(INGESTION_ASSETS))
         partition = pages.expect(
             "sensor-readings-partition",
-            f"/assets/sensor_readings?view=partitions&partition={MONTH}",
+            f"/assets/sensor_readings?view=partitions&partition={quote(CUBEMS_MONTH)}",
             ["Latest materialization", "rows_loaded", rows_loaded, "partition_size"],
         )
         assert f"{MONTH}\nMaterialized" in partition
@@ -400,12 +417,20 @@ def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended
         # the month before today (its descending partition-key pagination, which the plots
         # use, starts at today and ignores end_date; README "The Dagster UI"): whatever
         # follows the partitions must be that run of months, nothing else.
-        plots = pages.metadata_plots("sensor_readings", [MONTH, SHORT_MONTH])
+        loaded = [CUBEMS_MONTH, partition_key(BUILDING, SHORT_MONTH)]
+        plots = pages.metadata_plots(
+            "sensor_readings", [*loaded, partition_key(TOWER, SHORT_MONTH)]
+        )
         partitions = monthly_partitions.get_partition_keys()
         axis = plots["rows_loaded"]["labels"]
         assert plots["rows_loaded"]["title"] == "Partition"
-        assert axis[: len(partitions)] == partitions, axis
-        assert axis[len(partitions) :] == _months_after(partitions[-1], len(axis) - len(partitions))
+        per_building = len(axis) // 2  # the building dimension in the order buildings were added
+        overshoot = _months_after(partitions[-1], per_building - len(partitions))
+        assert axis == [
+            partition_key(building, month)
+            for building in (BUILDING, TOWER)
+            for month in [*partitions, *overshoot]
+        ], axis
         assert {"completeness", "duration_s", "rows_per_second"} <= set(plots)
 
         pages.expect(
@@ -413,13 +438,23 @@ def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended
             "/assets/sensor_readings?view=checks&checkDetail=reconciliation",
             ["reconciliation\nSucceeded", "This is a blocking asset check", "Passed"],
         )
-        pages.check_partition("reconciliation-partition", MONTH, ["Passed (2)", f"{MONTH}\nPassed"])
+        pages.check_partition(  # both buildings' loaded months passed: 3 of the 36
+            "reconciliation-partition",
+            BUILDING,
+            MONTH,
+            ["Passed (3)", f"{CUBEMS_MONTH}\nPassed", "mismatched_sensors 0"],
+        )
         pages.expect(
             "sensor-readings-coverage",
             "/assets/sensor_readings?view=checks&checkDetail=coverage",
             ["coverage", "heatmap", "least_complete_sensors"],
         )
-        pages.check_partition("coverage-partition", MONTH, ["heatmap", "least_complete_sensors"])
+        pages.check_partition(
+            "coverage-partition",
+            BUILDING,
+            MONTH,
+            [f"{CUBEMS_MONTH}\n", "heatmap", "least_complete_sensors"],
+        )
         pages.show_markdown("heatmap", readme="coverage-heatmap")
         heatmaps = browser.execute_script(
             "return [...document.querySelectorAll('img')]"
@@ -444,7 +479,7 @@ def test_up_loads_through_the_sensor_shows_it_in_the_ui_and_picks_up_an_appended
             print(
                 f"\nfirst load through the sensor: {first_load:.1f} s after `up` answered; "
                 f"appended day queryable {latency:.1f} s after it was written; the plots' axis "
-                f"runs {len(axis) - len(partitions)} months past the last partition"
+                f"runs {len(overshoot)} months past the last partition, for each building"
             )
 
         up.send_signal(signal.SIGTERM)

@@ -1,5 +1,6 @@
 """The `buildings` commands of `bangkok-pipeline`: register a building with the folder of its
-CU-BEMS-format files (its sensors come from their headers) and list the buildings.
+CU-BEMS-format files (its sensors come from their headers; its months become partitions of the
+Dagster assets) and list the buildings.
 
 The work is in warehouse/buildings.py; the handlers only parse, call and print. Like `access`,
 they need a migrated database and a login that may administer it (a superuser or a member of
@@ -12,6 +13,12 @@ from pathlib import Path
 from bangkok_pipeline.cli.access import administering, table
 from bangkok_pipeline.cli.parsing import add_command
 from bangkok_pipeline.db.connection import resolve_url
+from bangkok_pipeline.defs.ingestion.partitions import add_building_partitions
+from bangkok_pipeline.runtime.instance import (
+    dagster_storage,
+    ensure_dagster_database,
+    open_instance,
+)
 from bangkok_pipeline.source.files import SourceError
 from bangkok_pipeline.warehouse import buildings
 
@@ -27,9 +34,14 @@ def _ids(building: buildings.Building) -> str:
 
 
 def _add(args: argparse.Namespace) -> int:
-    with administering(resolve_url()) as conn:
+    url = resolve_url()
+    with administering(url) as conn:
         done = buildings.register(conn, args.name, Path(args.source))
+        names = [b.name for b in buildings.list_buildings(conn)]
     b = done.building
+    ensure_dagster_database(url)
+    with open_instance(dagster_storage(url)) as instance:  # its partitions, in Dagster's UI,
+        add_building_partitions(instance, names)  # after those of the buildings before it
     print(
         f"building {b.building_id} {b.name}: {b.floors} floors, {b.zones} zones, {b.sensors} "
         f"sensors (ids {_ids(b)}), {done.new_sensors} new; source {b.source}"
@@ -41,6 +53,7 @@ def _add(args: argparse.Namespace) -> int:
         shown = ", ".join(done.unknown_columns[:_SHOWN])
         shown += f" and {more} more" if more > 0 else ""
         print(f"not registered, no channel of the CU-BEMS layout: {shown}")
+    print(f"load its months: bangkok-pipeline load --building {b.building_id}")
     print(f"tenants see it once subscribed: {_SUBSCRIBE} --building {b.building_id}")
     return 0
 

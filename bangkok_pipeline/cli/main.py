@@ -31,6 +31,7 @@ from bangkok_pipeline.db.connection import (
     resolve_url,
 )
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH, EmbeddedServerError
+from bangkok_pipeline.defs.ingestion.partitions import add_building_partitions
 from bangkok_pipeline.devtools import api_bench, sample
 from bangkok_pipeline.devtools.generator import GeneratorError, generate
 from bangkok_pipeline.runtime import partition_bench, services
@@ -40,7 +41,9 @@ from bangkok_pipeline.runtime.instance import (
     ensure_dagster_database,
     open_instance,
 )
+from bangkok_pipeline.source.layout import BUILDING, FLOORS, MAX_FLOORS
 from bangkok_pipeline.source.state import DirectoryState, scan_directory
+from bangkok_pipeline.warehouse import access, buildings
 from bangkok_pipeline.warehouse.ingest import IngestError, source_files
 
 if TYPE_CHECKING:
@@ -194,12 +197,14 @@ def _materialize(args: argparse.Namespace) -> list["MonthOutcome"]:
     """The months `load` was asked for, through Dagster, reported as they finish."""
     from bangkok_pipeline.runtime.headless import MonthOutcome, materialize_months
 
+    building, registered = _building(args)
     if args.sample:
         source = cli_operations.sample_source(args.source, args.months)
         months = [sample.SAMPLE_MONTH]
     else:
-        source = _source(args.source)
-        source_files(source)  # refuses, naming what it holds, a folder without CU-BEMS files
+        source = registered or _source(args.source)
+        # refuses, naming what it holds, a folder without CU-BEMS files
+        source_files(source, building, MAX_FLOORS if registered else FLOORS)
         asked = parse_months(args.months) if args.months else None  # a bad range: said first
         found = _months_with_data(source)
         months = found if asked is None else asked
@@ -237,7 +242,8 @@ def _materialize(args: argparse.Namespace) -> list["MonthOutcome"]:
     def progress(month: str, step: str) -> None:
         bar.set_description_str(f"{month} {step}")
 
-    print(f"loading {len(months)} month(s) from {source} into {describe(url)}", flush=True)
+    whose = "" if building == BUILDING else f" of {building}"
+    print(f"loading {len(months)} month(s){whose} from {source} into {describe(url)}", flush=True)
     try:
         return materialize_months(
             [str(m) for m in months],
@@ -248,9 +254,32 @@ def _materialize(args: argparse.Namespace) -> list["MonthOutcome"]:
             verbose=args.verbose,
             allow_shrink=args.allow_shrink,
             progress=progress,
+            building=building,
         )
     finally:
         bar.close()
+
+
+def _building(args: argparse.Namespace) -> tuple[str, Path | None]:
+    """The building `load` was asked for (by name or id; CU-BEMS by default) and its registered
+    folder (None for CU-BEMS, whose folder is --source or the configured one)."""
+    if not args.building:
+        return BUILDING, None
+    with connect(_prepare()) as conn:
+        found = buildings.find(conn, access.find_building(conn, args.building).building_id)
+    if not found.source:
+        return found.name, None
+    folder = Path(found.source)
+    if args.sample:
+        raise buildings.BuildingError(
+            f"--sample is CU-BEMS's sample week; {found.name} loads from its folder {folder}"
+        )
+    if args.source and Path(args.source).expanduser().resolve() != folder:
+        raise buildings.BuildingError(
+            f"{found.name} loads from the folder it was registered with, {folder}, not "
+            f"{args.source} (register another building for other files)"
+        )
+    return found.name, folder
 
 
 def _outcomes_table(outcomes: Sequence["MonthOutcome"]) -> str:
@@ -321,6 +350,8 @@ def _up(args: argparse.Namespace) -> int:
     url = _prepare()
     storage = dagster_storage(url)
     _sweep(storage)
+    with connect(url) as conn, open_instance(storage) as instance:  # the UI's building rows
+        add_building_partitions(instance, [b.name for b in buildings.list_buildings(conn)])
     home = settings.bangkok_home()
     env = {
         **settings.ALLOCATOR_ENVIRONMENT,
@@ -484,11 +515,17 @@ def build_parser() -> argparse.ArgumentParser:
         "load months of the source files through Dagster, headless (migrates the database first)",
         "bangkok-pipeline load --sample",
         "bangkok-pipeline load --source ~/CU-BEMS --months 2018-07..2018-09",
+        "bangkok-pipeline load --building 'Tower B' --months 2019-01..2019-02",
     )
     load.add_argument(
         "--months", help="e.g. 2018-07..2018-09 (default: every month the source files hold)"
     )
     load.add_argument("--source", help="directory of the CSV files (default: CUBEMS_SOURCE_DIR)")
+    load.add_argument(
+        "--building",
+        help="name or id of a building registered with `buildings add`: loads its months from "
+        "its folder (default: CU-BEMS)",
+    )
     load.add_argument("--quiet", action="store_true", help="no progress bar while generating")
     load.add_argument(
         "--sample",

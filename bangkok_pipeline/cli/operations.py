@@ -148,11 +148,18 @@ def _archive_run(args: argparse.Namespace) -> int:
         print("BANGKOK_RETAIN_AGGREGATE_MONTHS); nothing archived")
         return 0
     with migrated(resolve_url()) as conn:
+        building = access.find_building(conn, args.building).building_id
         if args.dry_run:
-            print(archive.plan_retention(conn, raw, aggregates).summary() + " (dry run)")
+            plan = archive.plan_retention(conn, raw, aggregates, building)
+            print(plan.summary() + " (dry run)")
             return 0
         plan = archive.apply_retention(
-            conn, _archive_dir(args), raw, aggregates, report=lambda line: print(line, flush=True)
+            conn,
+            _archive_dir(args),
+            raw,
+            aggregates,
+            report=lambda line: print(line, flush=True),
+            building=building,
         )
     print(plan.summary())
     return 0
@@ -160,8 +167,9 @@ def _archive_run(args: argparse.Namespace) -> int:
 
 def _archive_month(args: argparse.Namespace) -> int:
     with migrated(resolve_url()) as conn:
+        building = access.find_building(conn, args.building).building_id
         result = archive.archive_month(
-            conn, Month.parse(args.month), _archive_dir(args), args.drop_aggregates
+            conn, Month.parse(args.month), _archive_dir(args), args.drop_aggregates, None, building
         )
     print(result.summary())
     return 0
@@ -169,7 +177,8 @@ def _archive_month(args: argparse.Namespace) -> int:
 
 def _archive_restore(args: argparse.Namespace) -> int:
     with migrated(resolve_url()) as conn:
-        result = archive.restore_month(conn, Month.parse(args.month), _archive_dir(args))
+        building = access.find_building(conn, args.building).building_id
+        result = archive.restore_month(conn, Month.parse(args.month), _archive_dir(args), building)
     print(result.summary())
     return 0
 
@@ -188,7 +197,8 @@ def _archive_list(args: argparse.Namespace) -> int:
             1 - entry["file_bytes"] / entry["partition_bytes"] if entry["partition_bytes"] else 0
         )
         print(
-            f"{entry['month']}  {state:<28} {entry['row_count']:>12,} readings  "
+            f"{entry['month']}  {entry['building']:<16} {state:<28} "
+            f"{entry['row_count']:>12,} readings  "
             f"{entry['file_bytes'] / 1024**2:8.1f} MB file vs "
             f"{entry['partition_bytes'] / 1024**2:8.1f} MB partition ({saving:.1%} smaller)"
             + ("  aggregates dropped" if entry["aggregates_dropped"] else "")
@@ -304,6 +314,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "restore",
         "put an archived month back, exactly",
         "bangkok-pipeline archive restore --month 2018-07",
+        "bangkok-pipeline archive restore --month 2019-02 --building 'Tower B'",
     )
     restore.add_argument("--month", required=True, help="e.g. 2018-07")
     listing = add_command(
@@ -313,6 +324,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "bangkok-pipeline archive list --json",
     )
     listing.add_argument("--json", action="store_true")
+    for parser in (run, month, restore):
+        parser.add_argument("--building", default=BUILDING, help=_BUILDING_HELP)
     for parser, handler in (
         (run, _archive_run),
         (month, _archive_month),

@@ -84,10 +84,22 @@ class LayersResource(dg.ConfigurableResource):
 
     @contextmanager
     def for_step(
-        self, month: Month, run_id: str, lineage: tuple[str, ...], published_fallback: bool
+        self,
+        month: Month,
+        run_id: str,
+        lineage: tuple[str, ...],
+        published_fallback: bool,
+        building: int,
     ) -> Iterator[RunLayers]:
-        """The layers of one step of a run (`transform.layers.step_layers`)."""
+        """The layers of one step of a run of `building`'s `month`
+        (`transform.layers.step_layers`)."""
         with step_layers(
-            month, run_id, lineage, published_fallback, root=self.directory(), url=self.store_url()
+            month,
+            run_id,
+            lineage,
+            published_fallback,
+            root=self.directory(),
+            url=self.store_url(),
+            building=building,
         ) as layers:
             yield layers

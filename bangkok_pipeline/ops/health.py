@@ -417,7 +417,7 @@ def _keys(months: list[Month]) -> list[str]:
 
 def _partitions(conn: psycopg.Connection, digests: dict[str, str] | None) -> Finding:
     found = maintenance.inventory(conn)
-    archived = maintenance.archived_months(conn)
+    archived = maintenance.archived_months(conn, None)
     loaded = set(maintenance.loaded_months(conn))
     readings = found.with_readings()
     lost = sorted(m for m in loaded if m not in readings and m not in archived)

@@ -44,6 +44,7 @@ from bangkok_pipeline.core.failures import (
 )
 from bangkok_pipeline.db.connection import describe
 from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.defs.ingestion.partitions import add_building_partitions, partition_key
 from bangkok_pipeline.runtime.instance import STORAGE_URL_VARIABLE, DagsterStorage, open_instance
 from bangkok_pipeline.runtime.processes import (
     ProcessIdentity,
@@ -51,6 +52,7 @@ from bangkok_pipeline.runtime.processes import (
     die_with_parent,
     signals_handled,
 )
+from bangkok_pipeline.source.layout import BUILDING
 
 HOST_TAG = "bangkok/host"
 PID_TAG = "bangkok/pid"
@@ -157,12 +159,13 @@ def _sigint_blocked() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class _MonthRequest:
+    building: str  # its name: the building dimension of the partition
     month: str
     run_id: str
     database_url: str
     storage: DagsterStorage | None  # None: an ephemeral instance
     log_path: str | None  # where the child's output goes; None: the terminal (--verbose)
-    source: str  # the CSV directory, as the `source` resource's config
+    source: str  # CU-BEMS's CSV directory, as the `source` resource's config
     allow_shrink: bool
 
     def run_config(self) -> dict[str, Any]:
@@ -228,8 +231,9 @@ def _run_month(request: _MonthRequest) -> MonthOutcome:
     storage = request.storage
     instance = dg.DagsterInstance.ephemeral() if storage is None else open_instance(storage)
     with instance:
+        add_building_partitions(instance, [request.building])
         result = job.execute_in_process(
-            partition_key=request.month,
+            partition_key=partition_key(request.building, request.month),
             instance=instance,
             raise_on_error=False,
             run_config=request.run_config(),
@@ -331,9 +335,14 @@ def _warnings(instance: dg.DagsterInstance, run_id: str) -> tuple[str, ...]:
 # --- the parent: one child per month ------------------------------------------------------------
 
 
-def log_path(month: str) -> Path:
-    """Where a month's Dagster output goes when the command is not --verbose."""
-    return settings.bangkok_home() / "logs" / f"load-{month}.log"
+def log_path(month: str, building: str = BUILDING) -> Path:
+    """Where a building-month's Dagster output goes when the command is not --verbose."""
+    unit = month if building == BUILDING else f"{_file_safe(building)}-{month}"
+    return settings.bangkok_home() / "logs" / f"load-{unit}.log"
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def _exit_text(code: int | None) -> str:
@@ -463,10 +472,12 @@ def materialize_months(
     verbose: bool = False,
     allow_shrink: bool = False,
     progress: Callable[[str, str], None] | None = None,
+    building: str = BUILDING,
 ) -> list[MonthOutcome]:
-    """Run `ingest_month` for each month in order, each in a fresh child process reading
-    `source`, on the Dagster instance of `storage` (None: an ephemeral one); report each, and
-    tell `progress` (month, step) as each step starts (needs `storage`).
+    """Run `ingest_month` for each of `building`'s months in order, each in a fresh child process
+    (CU-BEMS's reading `source`; another building's, its registered folder), on the Dagster
+    instance of `storage` (None: an ephemeral one); report each, and tell `progress` (month,
+    step) as each step starts (needs `storage`).
 
     After a failed month, runs whose process is gone are swept, so that a later month never waits
     for the pool slot of a dead one. `Interrupted` (see `interruptible()`) stops the child, marks
@@ -476,11 +487,12 @@ def materialize_months(
     context = multiprocessing.get_context("spawn")
     for month in months:
         request = _MonthRequest(
+            building,
             month,
             str(uuid.uuid4()),
             database_url,
             storage,
-            None if verbose else str(log_path(month)),
+            None if verbose else str(log_path(month, building)),
             str(source),
             allow_shrink,
         )

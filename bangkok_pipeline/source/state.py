@@ -15,6 +15,7 @@ import json
 import mmap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bangkok_pipeline.core.settings import DATA_FIRST_MONTH
 from bangkok_pipeline.source.layout import parse_file_name
@@ -41,9 +42,10 @@ class DirectoryState:
 
     @classmethod
     def from_json(cls, text: str | None) -> "DirectoryState":
-        if not text:
-            return cls()
-        raw = json.loads(text)
+        return cls.from_dict(json.loads(text) if text else {})
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "DirectoryState":
         return cls(
             {
                 name: FileState(
@@ -173,3 +175,16 @@ def scan_directory(directory: Path, previous: DirectoryState, max_file_bytes: in
     before = previous.month_digests()
     changed = {m: d for m, d in state.month_digests().items() if before.get(m) != d}
     return Scan(state, changed, problems)
+
+
+def building_states_from_json(text: str | None, first: str) -> dict[str, DirectoryState]:
+    """Each building's directory state by name, as the source sensor keeps them in its cursor.
+    The cursor of a version that watched one folder is the state of building `first`."""
+    raw: dict[str, Any] = json.loads(text) if text else {}
+    if any(parse_file_name(name) for name in raw):  # one folder's files
+        return {first: DirectoryState.from_dict(raw)}
+    return {name: DirectoryState.from_dict(files) for name, files in raw.items()}
+
+
+def building_states_to_json(states: dict[str, DirectoryState]) -> str:
+    return json.dumps({name: json.loads(state.to_json()) for name, state in sorted(states.items())})

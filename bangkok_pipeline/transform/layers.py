@@ -211,11 +211,20 @@ def step_layers(
     published_fallback: bool = False,
     root: Path | None = None,
     url: str | None = None,
+    building: int = BUILDING_ID,
 ) -> Iterator[RunLayers]:
-    """The layers one step of a run uses: under `root` (default BANGKOK_HOME/layers), or, with
-    `url`, handed over through object storage from a scratch folder removed when the step ends."""
+    """The layers one step of a run of `building`'s `month` uses: under `root` (default
+    BANGKOK_HOME/layers), or, with `url`, handed over through object storage from a scratch
+    folder removed when the step ends."""
     if not url:
-        yield run_layers(month, run_id, lineage, published_fallback=published_fallback, root=root)
+        yield run_layers(
+            month,
+            run_id,
+            lineage,
+            published_fallback=published_fallback,
+            root=root,
+            building=building,
+        )
         return
     store = ObjectStore(url)
     _sweep_scratch()
@@ -228,6 +237,7 @@ def step_layers(
             published_fallback,
             store=store,
             cache=layers_root() / "source-cache",
+            building=building,
         )
 
 

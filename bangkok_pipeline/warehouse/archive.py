@@ -44,6 +44,7 @@ from bangkok_pipeline.core.files import replacing_file
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.settings import format_size
 from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.source.layout import BUILDING_ID
 from bangkok_pipeline.transform.fingerprint import (
     Figures,
     as_figures,
@@ -80,6 +81,7 @@ class Manifest:
     sensors: dict[str, list[Any]]  # sensor_id -> [count, sum, hash]
     partition_bytes: int  # the month's readings table with its indexes, when archived
     archived_at: str
+    building_id: int = BUILDING_ID  # manifests before buildings are CU-BEMS's
 
     def figures(self) -> Figures:
         return {int(s): (int(n), float(t), int(h)) for s, (n, t, h) in self.sensors.items()}
@@ -95,9 +97,10 @@ class Manifest:
             raise ArchiveError(f"{path} is not a readable archive manifest: {error}") from None
 
 
-def paths(directory: Path, month: Month) -> tuple[Path, Path]:
-    """The month's Parquet file and manifest in the archive directory."""
-    stem = f"sensor_readings_{month}"
+def paths(directory: Path, month: Month, building: int = BUILDING_ID) -> tuple[Path, Path]:
+    """The building-month's Parquet file and manifest in the archive directory (buildings after
+    the first add `-b<building>` to the month)."""
+    stem = f"sensor_readings_{month}" + ("" if building == BUILDING_ID else f"-b{building}")
     return directory / f"{stem}.parquet", directory / f"{stem}.manifest.json"
 
 
@@ -128,11 +131,12 @@ class ArchiveResult:
 
 
 @contextmanager
-def _locked(conn: psycopg.Connection, month: Month) -> Iterator[MonthLock]:
-    """The month's lock, or a refusal when a load, premake, archive or restore holds it."""
+def _locked(conn: psycopg.Connection, month: Month, building: int) -> Iterator[MonthLock]:
+    """The building-month's lock, or a refusal when a load, premake, archive or restore holds
+    it."""
     with ExitStack() as stack:
         try:
-            lock = stack.enter_context(month_lock(conn, month, wait=False))
+            lock = stack.enter_context(month_lock(conn, month, wait=False, building=building))
         except MonthBusy:
             raise ArchiveError(
                 f"{month} is being loaded, archived or restored right now; try again later"
@@ -232,26 +236,28 @@ def archive_month(
     directory: Path,
     drop_aggregates: bool = False,
     before_drop: Callable[[], None] | None = None,
+    building: int = BUILDING_ID,
 ) -> ArchiveResult:
-    """Archive one month's raw readings, then drop its partition (see the module docstring).
+    """Archive one building-month's raw readings, then drop its partition (see the module
+    docstring).
 
     `conn` is autocommit. `before_drop` runs after the file and manifest are in place and before
     the drop (tests inject a crash there).
     """
     key = str(month)
     check_directory(directory)
-    parquet, manifest_path = paths(directory, month)
-    with _locked(conn, month) as lock:
+    parquet, manifest_path = paths(directory, month, building)
+    with _locked(conn, month, building) as lock:
         found = maintenance.inventory(conn)
-        tier = DAYS if month in found.months(DAYS.parent) else READINGS
-        if month not in found.months(tier.parent):
-            if month in maintenance.archived_months(conn):
+        tier = DAYS if month in found.building_months(DAYS.parent, building) else READINGS
+        if month not in found.building_months(tier.parent, building):
+            if month in maintenance.archived_months(conn, building):
                 raise ArchiveError(f"{key} is already archived ({parquet}); nothing to do")
             raise ArchiveError(f"{key} has no readings partition: nothing to archive")
-        table: sql.Composable = tier.identifier(month)
+        table: sql.Composable = tier.identifier(month, building=building)
         if tier is DAYS:  # a compressed month: its readings as rows (restored as rows)
-            table = compression.decompressed(DAYS.identifier(month))
-        partition_bytes = partitions.size(conn, tier, month)
+            table = compression.decompressed(DAYS.identifier(month, building=building))
+        partition_bytes = partitions.size(conn, tier, month, building)
         free = shutil.disk_usage(directory).free
         needed = int(partition_bytes * _FREE_SPACE_SHARE) + _FREE_SPACE_MARGIN
         if free < needed:
@@ -278,6 +284,7 @@ def archive_month(
             sensors={str(s): [n, t, str(h)] for s, (n, t, h) in sorted(figures.items())},
             partition_bytes=partition_bytes,
             archived_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            building_id=building,
         )
         _write_json(manifest_path, asdict(manifest))
         del frame
@@ -289,6 +296,7 @@ def archive_month(
             conn.execute(
                 query("upsert_archived_month"),
                 {
+                    "building": building,
                     "month": month,
                     "file_name": parquet.name,
                     "file_bytes": file_bytes,
@@ -301,24 +309,27 @@ def archive_month(
                 },
             )
             for dropped in (tier, HOURLY, DAILY) if drop_aggregates else (tier,):
-                partitions.detach_and_drop(conn, dropped, month)
+                partitions.detach_and_drop(conn, dropped, month, building)
     return ArchiveResult(key, rows, partition_bytes, file_bytes, parquet, drop_aggregates)
 
 
-def drop_archived_aggregates(conn: psycopg.Connection, month: Month) -> bool:
-    """Drop the aggregate partitions of a month whose readings are already archived (a restore
-    rebuilds them from the archive). False if there was nothing to drop."""
-    if month not in maintenance.archived_months(conn):
+def drop_archived_aggregates(
+    conn: psycopg.Connection, month: Month, building: int = BUILDING_ID
+) -> bool:
+    """Drop the aggregate partitions of a building-month whose readings are already archived (a
+    restore rebuilds them from the archive). False if there was nothing to drop."""
+    if month not in maintenance.archived_months(conn, building):
         raise ArchiveError(f"{month} is not archived: its aggregates stay")
     found = maintenance.inventory(conn)
-    if all(month not in found.months(t.parent) for t in (HOURLY, DAILY)):
+    if all(month not in found.building_months(t.parent, building) for t in (HOURLY, DAILY)):
         return False
-    with _locked(conn, month), conn.transaction():
+    with _locked(conn, month, building), conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '10s'")
         for table in (HOURLY, DAILY):
-            partitions.detach_and_drop(conn, table, month)
+            partitions.detach_and_drop(conn, table, month, building)
         conn.execute(
-            "UPDATE archived_months SET aggregates_dropped = true WHERE month = %s", (month,)
+            query("update_archived_month_aggregates_dropped"),
+            {"building": building, "month": month},
         )
     return True
 
@@ -337,41 +348,47 @@ class RestoreResult:
         )
 
 
-def restore_month(conn: psycopg.Connection, month: Month, directory: Path) -> RestoreResult:
-    """Put an archived month back exactly; refuse if its readings are in the database."""
+def restore_month(
+    conn: psycopg.Connection, month: Month, directory: Path, building: int = BUILDING_ID
+) -> RestoreResult:
+    """Put an archived building-month back exactly; refuse if its readings are in the
+    database."""
     key = str(month)
-    parquet, manifest_path = paths(directory, month)
+    parquet, manifest_path = paths(directory, month, building)
     if not manifest_path.is_file():
         raise ArchiveError(f"no archive of {key} in {directory} ({manifest_path.name} is missing)")
     manifest = Manifest.read(manifest_path)
-    if manifest.month != key or not parquet.is_file():
+    if manifest.month != key or manifest.building_id != building or not parquet.is_file():
         raise ArchiveError(f"{manifest_path} does not describe {parquet.name}, or the file is gone")
     if _sha256(parquet) != manifest.file_sha256:
         raise ArchiveError(
             f"{parquet} does not match its manifest (SHA-256 differs): damaged; nothing restored"
         )
-    with _locked(conn, month) as lock:
+    with _locked(conn, month, building) as lock:
         found = maintenance.inventory(conn)
-        if month in found.months():
-            has_rows = conn.execute(
-                sql.SQL("SELECT EXISTS (SELECT FROM {})").format(
-                    sql.Identifier("partitions", READINGS.name(month))
-                )
-            ).fetchone()
-            if has_rows and has_rows[0]:
-                raise ArchiveError(
-                    f"{key} is already in the database (partitions.{READINGS.name(month)} holds "
-                    "readings); nothing restored"
-                )
-        rebuild = any(month not in found.months(t.parent) for t in (HOURLY, DAILY))
+        held = found.building_months(DAYS.parent, building) | {
+            m
+            for m in found.building_months(READINGS.parent, building)
+            if _has_rows(conn, m, building)
+        }
+        if month in held:
+            raise ArchiveError(
+                f"{key} is already in the database (partitions."
+                f"{READINGS.leaf_name(month, building)} holds readings); nothing restored"
+            )
+        rebuild = any(
+            month not in found.building_months(t.parent, building) for t in (HOURLY, DAILY)
+        )
         token = f"r{uuid.uuid4().hex[:8]}"
         with conn.transaction():
-            rows = _build_restored(conn, month, parquet, manifest, token, rebuild)
+            rows = _build_restored(conn, month, parquet, manifest, token, rebuild, building)
             lock.ensure_held()
             conn.execute("SET LOCAL lock_timeout = '10s'")
             for table in TABLES if rebuild else (READINGS,):
-                partitions.attach(conn, table, month, token)
-            conn.execute(query("update_archived_month_restored"), {"month": month})
+                partitions.attach(conn, table, month, token, building=building)
+            conn.execute(
+                query("update_archived_month_restored"), {"month": month, "building": building}
+            )
     return RestoreResult(key, rows, rebuild)
 
 
@@ -382,16 +399,17 @@ def _build_restored(
     manifest: Manifest,
     token: str,
     rebuild_aggregates: bool,
+    building: int,
 ) -> int:
     """Fill fresh unattached tables from the file (same transaction, so nothing is left on a
     crash) and refuse unless the database's figures equal the manifest's."""
-    readings = READINGS.identifier(month, token)
+    readings = READINGS.identifier(month, token, building)
     for table in TABLES if rebuild_aggregates else (READINGS,):
-        partitions.create_staging(conn, table, month, token)
+        partitions.create_staging(conn, table, month, token, building)
     frame = pl.read_parquet(parquet)
     partitions.copy_readings(conn, readings, frame.iter_slices(_ROW_GROUP))
     del frame
-    partitions.index_readings(conn, month, token)
+    partitions.index_readings(conn, month, token, building)
     found = database_fingerprints(conn, readings)
     mismatched = mismatched_sensors(manifest.figures(), found)
     rows, _, checksum = _totals(found)
@@ -401,7 +419,7 @@ def _build_restored(
             f"{mismatched[:10]}; nothing restored"
         )
     if rebuild_aggregates:
-        partitions.aggregate(conn, month, token)
+        partitions.aggregate(conn, month, token, building)
     conn.execute(sql.SQL("ANALYZE {}").format(readings))
     return rows
 
@@ -435,9 +453,13 @@ def _months_before(newest: Month, keep: int) -> Month:
 
 
 def plan_retention(
-    conn: psycopg.Connection, raw_months: int | None, aggregate_months: int | None
+    conn: psycopg.Connection,
+    raw_months: int | None,
+    aggregate_months: int | None,
+    building: int = BUILDING_ID,
 ) -> RetentionPlan:
-    """Months to archive under the policy, counted back from the newest month with readings.
+    """The building's months to archive under the policy, counted back from its newest month
+    with readings.
 
     Refused: keeping fewer than one month of raw readings (that would archive every month), or
     aggregates for less time than raw readings.
@@ -456,9 +478,16 @@ def plan_retention(
             f"BANGKOK_RETAIN_RAW_MONTHS={raw_months})"
         )
     found = maintenance.inventory(conn)
-    compressed = found.months(DAYS.parent)  # never empty: only loads create them
-    with_rows = [m for m in sorted(found.with_readings()) if m in compressed or _has_rows(conn, m)]
-    archived = maintenance.archived_months(conn)
+    compressed = found.building_months(DAYS.parent, building)  # never empty: only loads make them
+    with_rows = sorted(
+        compressed
+        | {
+            m
+            for m in found.building_months(READINGS.parent, building)
+            if _has_rows(conn, m, building)
+        }
+    )
+    archived = maintenance.archived_months(conn, building)
     candidates = sorted(set(with_rows) | set(archived))
     if not with_rows:
         return RetentionPlan(None)
@@ -478,15 +507,19 @@ def plan_retention(
             if m < first_kept
             and m in gone
             and not archived.get(m, False)
-            and (m in plan.archive or any(m in found.months(t.parent) for t in (HOURLY, DAILY)))
+            and (
+                m in plan.archive
+                or any(m in found.building_months(t.parent, building) for t in (HOURLY, DAILY))
+            )
         ]
     return plan
 
 
-def _has_rows(conn: psycopg.Connection, month: Month) -> bool:
+def _has_rows(conn: psycopg.Connection, month: Month, building: int) -> bool:
+    """Whether the building-month's attached rows partition holds a reading."""
     row = conn.execute(
         sql.SQL("SELECT EXISTS (SELECT FROM {})").format(
-            sql.Identifier("partitions", READINGS.name(month))
+            READINGS.identifier(month, building=building)
         )
     ).fetchone()
     return bool(row and row[0])
@@ -498,16 +531,19 @@ def apply_retention(
     raw_months: int | None,
     aggregate_months: int | None,
     report: Callable[[str], None] = lambda line: None,
+    building: int = BUILDING_ID,
 ) -> RetentionPlan:
-    """Carry out the plan month by month (each month on its own, oldest first)."""
-    plan = plan_retention(conn, raw_months, aggregate_months)
+    """Carry out the building's plan month by month (each month on its own, oldest first)."""
+    plan = plan_retention(conn, raw_months, aggregate_months, building)
     if plan.archive:
         check_directory(directory)
     for month in plan.archive:
-        result = archive_month(conn, month, directory, month in plan.drop_aggregates)
+        result = archive_month(
+            conn, month, directory, month in plan.drop_aggregates, building=building
+        )
         report(result.summary())
     for month in plan.drop_aggregates:
-        if month not in plan.archive and drop_archived_aggregates(conn, month):
+        if month not in plan.archive and drop_archived_aggregates(conn, month, building):
             report(f"dropped the aggregates of archived month {month}")
     return plan
 

@@ -20,6 +20,9 @@ from bangkok_pipeline.source.files import read_header
 from bangkok_pipeline.source.layout import MAX_FLOORS, Channel, parse_file_name, split_header
 from bangkok_pipeline.warehouse.ingest import source_files
 
+# What Dagster refuses in a partition key of a building × month partitioning.
+_NOT_IN_NAMES = ("|", ",", "[", "]", "...")
+
 
 class BuildingError(ValueError):
     """A registration that cannot be made; nothing was changed."""
@@ -73,6 +76,14 @@ def register(conn: psycopg.Connection, name: str, source: Path) -> Registration:
     name = name.strip()
     if not name:
         raise BuildingError("a building needs a name")
+    forbidden = sorted(
+        {part for part in _NOT_IN_NAMES if part in name} | {c for c in name if not c.isprintable()}
+    )
+    if forbidden:  # the name is the building's Dagster partition key
+        raise BuildingError(
+            f"building name {name!r} holds {', '.join(repr(c) for c in forbidden)}; a name may "
+            f"not hold {' '.join(_NOT_IN_NAMES)} or control characters"
+        )
     folder = Path(source).expanduser().resolve()
     if not folder.is_dir():
         raise BuildingError(
@@ -98,6 +109,23 @@ def register(conn: psycopg.Connection, name: str, source: Path) -> Registration:
         ) from None
     after = find(conn, building_id)
     return Registration(after, after.sensors - before, unknown, skipped)
+
+
+def named(conn: psycopg.Connection, name: str) -> Building:
+    """The building called `name`; refused in one line when none is."""
+    found = [b for b in list_buildings(conn) if b.name == name]
+    if not found:
+        known = ", ".join(repr(b.name) for b in list_buildings(conn))
+        raise BuildingError(
+            f"no building is called {name!r} (registered: {known}); add it with "
+            "`bangkok-pipeline buildings add NAME --source FOLDER`"
+        )
+    return found[0]
+
+
+def source_folder(building: Building, configured: Path) -> Path:
+    """Where `building`'s files are: its registered folder, else (CU-BEMS) the `configured` one."""
+    return Path(building.source) if building.source else configured
 
 
 def find(conn: psycopg.Connection, building_id: int) -> Building:

@@ -222,13 +222,15 @@ def decompressed(table: sql.Composable) -> sql.Composed:
     return sql.SQL("{} AS days").format(decompressed_subquery(table))
 
 
-def month_readings(conn: psycopg.Connection, month: Month) -> sql.Composable | None:
-    """The month's attached readings to select from, whatever the tier: its rows partition, or
-    its compressed days as a subquery (to alias); None when neither is attached."""
-    if partitions.attached(conn, READINGS, month):
-        return READINGS.identifier(month)
-    if partitions.attached(conn, DAYS, month):
-        return decompressed_subquery(DAYS.identifier(month))
+def month_readings(
+    conn: psycopg.Connection, month: Month, building: int = BUILDING_ID
+) -> sql.Composable | None:
+    """The building-month's attached readings to select from, whatever the tier: its rows
+    partition, or its compressed days as a subquery (to alias); None when neither is attached."""
+    if partitions.attached(conn, READINGS, month, building):
+        return READINGS.identifier(month, building=building)
+    if partitions.attached(conn, DAYS, month, building):
+        return decompressed_subquery(DAYS.identifier(month, building=building))
     return None
 
 

@@ -19,6 +19,7 @@ import psycopg
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db.connection import table_exists
 from bangkok_pipeline.db.queries import query
+from bangkok_pipeline.source.layout import BUILDING_ID
 from bangkok_pipeline.warehouse import partitions
 from bangkok_pipeline.warehouse.month_lock import MonthBusy, month_lock
 from bangkok_pipeline.warehouse.partitions import (
@@ -85,13 +86,14 @@ def loaded_months(conn: psycopg.Connection) -> list[Month]:
     return [Month.of(month) for (month,) in rows]
 
 
-def archived_months(conn: psycopg.Connection) -> dict[Month, bool]:
-    """Months whose raw readings are archived (not restored) -> whether aggregates were dropped."""
+def archived_months(
+    conn: psycopg.Connection, building: int | None = BUILDING_ID
+) -> dict[Month, bool]:
+    """Months whose raw readings of `building` (None: of any building) are archived (not
+    restored) -> whether aggregates were dropped (for any building: by every one archived)."""
     if not table_exists(conn, "archived_months"):
         return {}
-    rows = conn.execute(
-        "SELECT month, aggregates_dropped FROM archived_months WHERE restored_at IS NULL"
-    ).fetchall()
+    rows = conn.execute(query("select_archived_month_flags"), {"building": building}).fetchall()
     return {Month.of(month): bool(dropped) for month, dropped in rows}
 
 

@@ -13,6 +13,7 @@ import pytest
 from bangkok_pipeline.cli.main import build_parser, run
 from bangkok_pipeline.db.embedded import platform_problem
 from bangkok_pipeline.devtools import sample
+from bangkok_pipeline.source.layout import BUILDING
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -147,7 +148,7 @@ def test_load_sample_on_the_embedded_default_records_runs_in_postgres_and_keeps_
             ).fetchone()
         assert row is not None
         (status, partition) = row
-        assert (status, partition) == ("SUCCESS", "2018-07")
+        assert (status, partition) == ("SUCCESS", f"{BUILDING}|2018-07")
         assert (home / "layers" / "raw" / "2018-07" / "manifest.json").exists()
         assert _private(home) == []  # the sample is generated once: devtools/test_sample.py
     finally:

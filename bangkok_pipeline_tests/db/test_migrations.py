@@ -413,6 +413,7 @@ def test_0009_down_restores_the_one_tier_readings_and_up_brings_its_repeatables_
         migrations.migrate(conn)
         assert conn.execute(between).fetchone() != (None,)
         assert migrations.downgrade(conn, 8) == [
+            "0013_building_archives",
             "0012_building_months",
             "0011_building_partitions",
             "0010_many_buildings",
@@ -501,6 +502,7 @@ def test_0011_divides_each_month_by_building_and_back_keeping_every_row(
         assert _partition_tree(conn) == tree
 
         assert migrations.downgrade(conn, 10) == [
+            "0013_building_archives",
             "0012_building_months",
             "0011_building_partitions",
         ]
@@ -508,7 +510,11 @@ def test_0011_divides_each_month_by_building_and_back_keeping_every_row(
             "sensor_readings_rows_y2019m02": ("r", "sensor_readings_rows", 300),
             "hourly_sensor_stats_y2019m03": ("r", "hourly_sensor_stats", 0),
         }
-        assert migrations.migrate(conn) == ["0011_building_partitions", "0012_building_months"]
+        assert migrations.migrate(conn) == [
+            "0011_building_partitions",
+            "0012_building_months",
+            "0013_building_archives",
+        ]
         assert _partition_tree(conn) == tree
 
 
@@ -528,7 +534,34 @@ def test_0012_keys_the_side_tables_by_building_and_back(database_url: str) -> No
         assert conn.execute("SELECT building_id, month FROM month_locks").fetchall() == [
             (1, FEB.first_day)
         ]
-        assert migrations.downgrade(conn, 11) == ["0012_building_months"]
+        assert migrations.downgrade(conn, 11) == ["0013_building_archives", "0012_building_months"]
         assert conn.execute(log).fetchall() == before
         assert conn.execute("SELECT * FROM month_locks").fetchall() == [(FEB.first_day,)]
+        migrations.migrate(conn)
+
+
+def test_0013_keys_the_archive_ledger_by_building_and_back(database_url: str) -> None:
+    """Archived months recorded before 0013 become the first building's; down refuses while
+    another building has an archived month, and gives the ledger back keyed by month."""
+    ledger = "SELECT month, file_name, row_count FROM archived_months ORDER BY 1"
+    row = (
+        "INSERT INTO archived_months ({}month, file_name, file_bytes, file_sha256, row_count, "
+        "value_sum, checksum, partition_bytes) VALUES ({}'2019-02-01', 'f.parquet', 1, "
+        "repeat('a', 64), 5, 1.5, 7, 10)"
+    )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrations.migrate(conn, 12)
+        conn.execute(row.format("", ""))
+        before = conn.execute(ledger).fetchall()
+        migrations.migrate(conn)
+        assert conn.execute("SELECT building_id, month FROM archived_months").fetchall() == [
+            (1, FEB.first_day)
+        ]
+        conn.execute(row.format("building_id, ", "2, "))
+        with pytest.raises(migrations.MigrationError, match="archives of buildings after"):
+            migrations.downgrade(conn, 12)
+        assert migrations.current_version(conn) == 13
+        conn.execute("DELETE FROM archived_months WHERE building_id = 2")
+        assert migrations.downgrade(conn, 12) == ["0013_building_archives"]
+        assert conn.execute(ledger).fetchall() == before
         migrations.migrate(conn)

@@ -26,6 +26,7 @@ from bangkok_pipeline.core.failures import exception_links, summarize
 from bangkok_pipeline.db.connection import with_database
 from bangkok_pipeline.db.embedded import POSTGRES_BIN_PATH, SERVICE_USER
 from bangkok_pipeline.runtime.processes import ProcessIdentity
+from bangkok_pipeline_tests.conftest import cubems
 
 MONTH = "2019-02"
 BOUND_S = 120  # a load after a crash must finish within this
@@ -312,7 +313,7 @@ def test_sigkill_in_each_step_never_blocks_the_next_load(home: Home) -> None:
     assert elapsed < BOUND_S
     # every killed run was swept by the load after it, with one line
     for run_id, later in zip(killed, outputs[1:], strict=True):
-        assert f"swept run {run_id[:8]} (ingest_month {MONTH})" in later, later
+        assert f"swept run {run_id[:8]} (ingest_month {cubems(MONTH)})" in later, later
         assert _run_status(home, run_id) == "FAILURE"
     assert f"ok   {MONTH}: " in again.stdout
     _assert_month_exact(home, base[1])
@@ -354,7 +355,7 @@ def test_sigkill_of_the_command_alone_stops_its_month_process(
     with dg.DagsterInstance.get() as instance:
         result = abandoned_runs_sensor(dg.build_sensor_context(instance=instance))
     assert isinstance(result, dg.SkipReason) and result.skip_message
-    assert f"swept run {run_id[:8]} (ingest_month {MONTH})" in result.skip_message
+    assert f"swept run {run_id[:8]} (ingest_month {cubems(MONTH)})" in result.skip_message
     assert _run_status(home, run_id) == "FAILURE"
 
 

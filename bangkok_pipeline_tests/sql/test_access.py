@@ -36,7 +36,7 @@ from bangkok_pipeline.devtools.sample import keep_first_days
 from bangkok_pipeline.transform.layers import run_layers
 from bangkok_pipeline.warehouse import access, compression, quality
 from bangkok_pipeline.warehouse.ingest import load_month
-from bangkok_pipeline_tests.conftest import new_database
+from bangkok_pipeline_tests.conftest import building_instance, cubems, new_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosted]
 
@@ -206,13 +206,13 @@ def world(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 )
             result = dg.materialize(
                 ASSETS,
-                partition_key=MONTH,
+                partition_key=cubems(MONTH),
                 resources={
                     "database": PostgresResource(database_url=loader.url(url)),
                     "source": SourceDirectory(path=str(source)),
                     "layers": LayersResource(),
                 },
-                instance=dg.DagsterInstance.ephemeral(),
+                instance=building_instance(),
                 raise_on_error=False,
             )
             assert result.success, [e.message for e in result.all_events if e.is_failure]
@@ -719,7 +719,7 @@ def test_the_check_fails_when_an_api_role_gains_a_privilege_on_a_partition(world
         """The Dagster check itself, invoked for the month with the loader's connection (the
         materialization in the fixture ran it once already: it passed there)."""
         context = dg.build_op_context(
-            partition_key=MONTH,
+            partition_key=cubems(MONTH),
             resources={"database": PostgresResource(database_url=world.loader.url(world.url))},
         )
         return api_roles_cannot_bypass_rls(context)  # type: ignore[return-value]

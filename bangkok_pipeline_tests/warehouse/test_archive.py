@@ -20,6 +20,7 @@ import pytest
 
 from bangkok_pipeline.cli.main import run
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.source.layout import BUILDING
 from bangkok_pipeline.warehouse import archive
 from bangkok_pipeline.warehouse.archive import ArchiveError
 from bangkok_pipeline.warehouse.maintenance import create_empty_partition
@@ -266,7 +267,7 @@ def test_archive_commands(
     out = capsys.readouterr().out
     assert out.startswith("archived 2019-03: ") and "% smaller" in out
     assert run(["archive", "list"]) == 0
-    assert capsys.readouterr().out.startswith("2019-03  archived ")
+    assert capsys.readouterr().out.startswith(f"2019-03  {BUILDING:<16} archived ")
     assert run(["archive", "month", "--month", "2019-03"]) == 1
     assert "2019-03 is already archived" in capsys.readouterr().err
     monkeypatch.setenv("BANGKOK_RETAIN_RAW_MONTHS", "0")

@@ -31,7 +31,14 @@ from bangkok_pipeline.devtools.generator import generate
 from bangkok_pipeline.devtools.sample import keep_first_days
 from bangkok_pipeline.source.layout import BUILDING, BUILDING_ID
 from bangkok_pipeline.transform.layers import run_layers
-from bangkok_pipeline.warehouse import access, buildings, compression, partitions
+from bangkok_pipeline.warehouse import (
+    access,
+    buildings,
+    compression,
+    maintenance,
+    partitions,
+    quality,
+)
 from bangkok_pipeline.warehouse.ingest import (
     IngestError,
     extract_raw_month,
@@ -88,11 +95,11 @@ class Site:
         with psycopg.connect(self.url) as conn:
             return conn.execute(_PER_SENSOR, partitions.building_bounds(building)).fetchall()
 
-    def side(self, building: int) -> dict[str, list[tuple]]:
+    def side(self, building: int, names: tuple[str, ...] = tuple(_SIDE)) -> dict[str, list[tuple]]:
         first, beyond = partitions.building_bounds(building)
         params = {"building": building, "first": first, "beyond": beyond}
         with psycopg.connect(self.url) as conn:
-            return {name: conn.execute(q, params).fetchall() for name, q in _SIDE.items()}
+            return {name: conn.execute(_SIDE[name], params).fetchall() for name in names}
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +217,8 @@ def test_0012_is_not_undone_while_the_second_building_has_loads(site: Site) -> N
     with psycopg.connect(site.url, autocommit=True) as conn:
         with pytest.raises(migrations.MigrationError, match="buildings after the first"):
             migrations.downgrade(conn, 11)
-        assert migrations.current_version(conn) == migrations.head()
+        assert migrations.current_version(conn) == 12, "0013 went down whole, 0012 refused"
+        assert migrations.migrate(conn) == ["0013_building_archives"]
 
 
 def test_a_run_given_another_buildings_id_is_refused_in_one_line(
@@ -283,3 +291,59 @@ def test_the_commands_and_the_nightly_job_compress_each_building(
     with psycopg.connect(site.url) as conn:
         assert compression.tiers(conn, tower) == compression.tiers(conn) == {FEB: "compressed"}
     assert {b: site.figures(b) for b in site.sources} == before
+
+
+def test_one_buildings_month_is_archived_and_restored_while_the_others_stays(
+    site: Site,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`archive month --building` takes Tower B's February out to its own file (CU-BEMS's stays
+    attached, untouched), `archive list` names the building, the same month of CU-BEMS is
+    archived beside it without overwriting it, and `archive restore --building` puts each back
+    exactly, aggregates included."""
+    tower = max(site.sources)
+    before = {b: (site.figures(b), site.side(b, ("coverage",))) for b in site.sources}
+    with psycopg.connect(site.url) as conn:
+        daily = conn.execute(
+            "SELECT * FROM daily_sensor_stats WHERE sensor_id > %s ORDER BY 1, 2",
+            (partitions.BLOCK,),
+        ).fetchall()
+    monkeypatch.setenv("DATABASE_URL", site.url)
+    where = ["--dir", str(tmp_path)]
+    month = ["--month", "2019-02"]
+    assert run(["archive", "month", *month, "--building", TOWER, "--drop-aggregates", *where]) == 0
+    assert "archived 2019-02: " in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "sensor_readings_2019-02-b2.manifest.json",
+        "sensor_readings_2019-02-b2.parquet",
+    ]
+    assert site.figures(tower) == [] and site.figures(BUILDING_ID) == before[BUILDING_ID][0]
+    with psycopg.connect(site.url) as conn:
+        assert maintenance.archived_months(conn, tower) == {FEB: True}
+        assert maintenance.archived_months(conn) == {}, "CU-BEMS's February is not archived"
+        assert not quality.partition_exists(conn, FEB, tower)  # its compressed days, and
+        assert not partitions.attached(conn, DAILY, FEB, tower)  # its aggregates, are gone
+        assert quality.partition_exists(conn, FEB, BUILDING_ID)
+        assert partitions.attached(conn, DAILY, FEB, BUILDING_ID)
+    assert run(["archive", "month", *month, *where]) == 0  # CU-BEMS's, beside it
+    assert run(["archive", "list", *where]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if "readings" in line]
+    assert [line.split()[1:3] for line in listed[-2:]] == [["Chamchuri", "5"], ["Tower", "B"]]
+
+    assert run(["archive", "restore", *month, "--building", TOWER, *where]) == 0
+    assert "hourly and daily aggregates rebuilt" in capsys.readouterr().out
+    assert run(["archive", "restore", *month, *where]) == 0
+    assert run(["archive", "restore", *month, "--building", TOWER, *where]) == 1
+    assert "already in the database" in capsys.readouterr().err
+    assert {b: (site.figures(b), site.side(b, ("coverage",))) for b in site.sources} == before
+    with psycopg.connect(site.url) as conn:
+        assert (
+            conn.execute(
+                "SELECT * FROM daily_sensor_stats WHERE sensor_id > %s ORDER BY 1, 2",
+                (partitions.BLOCK,),
+            ).fetchall()
+            == daily
+        )
+        assert maintenance.archived_months(conn, None) == {}

@@ -1,7 +1,9 @@
-"""Month-partitioned ingestion assets: raw CSV layer -> validated readings -> PostgreSQL.
+"""Ingestion assets partitioned by building and month: raw CSV layer -> validated readings ->
+PostgreSQL.
 
-Grain of every asset: one Bangkok calendar month of the CU-BEMS files. The work itself lives in
-`bangkok_pipeline.warehouse.ingest`; these definitions add partitions, resources and metadata.
+Grain of every asset: one Bangkok calendar month of one building's CU-BEMS-format files. The work
+itself lives in `bangkok_pipeline.warehouse.ingest`; these definitions add partitions, resources
+and metadata.
 """
 
 from collections.abc import Callable, Iterator
@@ -15,10 +17,16 @@ from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.core.object_store import ObjectStoreError
 from bangkok_pipeline.core.settings import BANGKOK_TZ
 from bangkok_pipeline.defs import OWNERS
-from bangkok_pipeline.defs.ingestion.partitions import month_backfill_policy, monthly_partitions
+from bangkok_pipeline.defs.ingestion.partitions import (
+    building_month,
+    building_month_partitions,
+    month_backfill_policy,
+)
 from bangkok_pipeline.defs.ingestion.resources import DATABASE_RETRY_POLICY
 from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.transform.layers import LayerMissing, RunLayers
+from bangkok_pipeline.warehouse import buildings
+from bangkok_pipeline.warehouse.buildings import BuildingError
 from bangkok_pipeline.warehouse.ingest import (
     IngestError,
     extract_raw_month,
@@ -58,12 +66,24 @@ class LoadConfig(dg.Config):
     allow_shrink: bool = False  # let a reload remove more of a floor than BANGKOK_MAX_SHRINK_SHARE
 
 
+def _building(context: dg.AssetExecutionContext, database: PostgresResource) -> buildings.Building:
+    """The building whose month the partition names, as registered."""
+    try:
+        with database.connection() as conn:
+            return buildings.named(conn, building_month(context.partition_key).building)
+    except BuildingError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+
+
 @contextmanager
 def _run_layers(
-    context: dg.AssetExecutionContext, layers: LayersResource, upstream: dg.AssetKey | None = None
+    context: dg.AssetExecutionContext,
+    layers: LayersResource,
+    building: int,
+    upstream: dg.AssetKey | None = None,
 ) -> Iterator[RunLayers]:
-    """This run's layers of the month; a re-execution also reads the layers of its parents, and
-    a run that does not materialize `upstream` at all reads the month's published layer."""
+    """This run's layers of the building-month; a re-execution also reads the layers of its
+    parents, and a run that does not materialize `upstream` at all reads the published layer."""
     lineage: list[str] = []
     parent = context.run.parent_run_id
     while parent:
@@ -73,10 +93,11 @@ def _run_layers(
     selection = context.run.asset_selection
     alone = upstream is not None and not lineage and selection is not None
     with layers.for_step(
-        Month.parse(context.partition_key),
+        building_month(context.partition_key).month,
         context.run.run_id,
         tuple(lineage),
         published_fallback=alone and upstream not in (selection or ()),
+        building=building,
     ) as run:
         yield run
 
@@ -129,7 +150,7 @@ def _data_reaches_month_end(
 
 @dg.asset(
     key=RAW,
-    partitions_def=monthly_partitions,
+    partitions_def=building_month_partitions,
     backfill_policy=month_backfill_policy,
     group_name="raw",
     retry_policy=DATABASE_RETRY_POLICY,
@@ -145,9 +166,14 @@ def raw_readings(
     source: SourceDirectory,
     layers: LayersResource,
 ) -> dg.MaterializeResult:
+    building = _building(context, database)
+    folder = buildings.source_folder(building, source.directory())
     try:
-        with database.connection(autocommit=True) as conn, _run_layers(context, layers) as run:
-            raw = extract_raw_month(conn, source.directory(), run)
+        with (
+            database.connection(autocommit=True) as conn,
+            _run_layers(context, layers, building.building_id) as run,
+        ):
+            raw = extract_raw_month(conn, folder, run, building=building.name)
     except IngestError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     except OSError as error:  # writing the layer (a full disk): retrying at once will not help
@@ -184,7 +210,7 @@ def raw_readings(
 @dg.asset(
     key=VALIDATED,
     deps=[RAW],
-    partitions_def=monthly_partitions,
+    partitions_def=building_month_partitions,
     backfill_policy=month_backfill_policy,
     group_name="validated",
     kinds={"polars", "pandera", "parquet"},
@@ -215,11 +241,15 @@ def raw_readings(
     "aside with file, line, column and reason.",
 )
 def validated_readings(
-    context: dg.AssetExecutionContext, config: ValidationConfig, layers: LayersResource
+    context: dg.AssetExecutionContext,
+    config: ValidationConfig,
+    database: PostgresResource,
+    layers: LayersResource,
 ) -> dg.MaterializeResult:
-    month = Month.parse(context.partition_key)
+    building = _building(context, database)
+    month = building_month(context.partition_key).month
     try:
-        with _run_layers(context, layers, RAW) as run:
+        with _run_layers(context, layers, building.building_id, RAW) as run:
             result = validate_month(run)
     except (LayerMissing, ObjectStoreError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
@@ -281,7 +311,7 @@ def validated_readings(
             kinds={"postgres"},
             owners=OWNERS,
             metadata={"dagster/column_schema": READINGS_SCHEMA},
-            description="sensor_readings: one attached partition per month.",
+            description="sensor_readings: one attached partition per building and month.",
         ),
         dg.AssetSpec(
             HOURLY,
@@ -298,7 +328,7 @@ def validated_readings(
             description="daily_aggregates: per sensor and Bangkok day, from the hourly.",
         ),
     ],
-    partitions_def=monthly_partitions,
+    partitions_def=building_month_partitions,
     backfill_policy=month_backfill_policy,
     group_name="warehouse",
     name="load_month",
@@ -311,12 +341,13 @@ def load_month_partitions(
     database: PostgresResource,
     layers: LayersResource,
 ) -> Iterator[dg.MaterializeResult]:
-    """COPY the validated month into fresh tables and swap them in with its aggregates."""
-    month = context.partition_key
+    """COPY the validated building-month in and swap it with its aggregates."""
+    month = str(building_month(context.partition_key).month)
+    building = _building(context, database)
     shrink = ShrinkGuard(settings.max_shrink_share(), config.allow_shrink)
     try:
         with (
-            _run_layers(context, layers, VALIDATED) as run,
+            _run_layers(context, layers, building.building_id, VALIDATED) as run,
             database.connection(autocommit=True) as conn,
         ):
             summary = validated_summary(run.read_dir("validated"))

@@ -1,33 +1,47 @@
-"""Asset checks that query the loaded month in PostgreSQL (cheap ones live on the assets)."""
+"""Asset checks that query the loaded building-month in PostgreSQL (cheap ones live on the
+assets)."""
 
 import dagster as dg
+import psycopg
 
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.defs.ingestion.assets import HOURLY, READINGS
-from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
+from bangkok_pipeline.defs.ingestion.partitions import building_month, building_month_partitions
 from bangkok_pipeline.defs.resources import PostgresResource
 from bangkok_pipeline.transform import heatmap
-from bangkok_pipeline.warehouse import access, quality
+from bangkok_pipeline.warehouse import access, buildings, quality
+from bangkok_pipeline.warehouse.buildings import BuildingError
 from bangkok_pipeline.warehouse.partitions import TABLES
 
 _COMPLETENESS_WARNING = 0.9
 
 
+def _building_month(
+    context: dg.AssetCheckExecutionContext, conn: psycopg.Connection
+) -> tuple[int, Month]:
+    """The id of the building and the month the partition names."""
+    named = building_month(context.partition_key)
+    try:
+        return buildings.named(conn, named.building).building_id, named.month
+    except BuildingError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+
+
 @dg.asset_check(
     asset=READINGS,
     blocking=True,
-    partitions_def=monthly_partitions,
+    partitions_def=building_month_partitions,
     description="Per sensor, the live partition's count, sum and order-independent "
     "hash equal the validated frame's (both kept in table reconciliation).",
 )
 def reconciliation(
     context: dg.AssetCheckExecutionContext, database: PostgresResource
 ) -> dg.AssetCheckResult:
-    month = Month.parse(context.partition_key)
     with database.connection(autocommit=True) as conn:
-        if not quality.partition_exists(conn, month):
+        building, month = _building_month(context, conn)
+        if not quality.partition_exists(conn, month, building):
             return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
-        mismatched = quality.reconcile_live(conn, month, context.run.run_id)
+        mismatched = quality.reconcile_live(conn, month, context.run.run_id, building)
     return dg.AssetCheckResult(
         passed=not mismatched,
         metadata={
@@ -39,16 +53,16 @@ def reconciliation(
 
 @dg.asset_check(
     asset=READINGS,
-    partitions_def=monthly_partitions,
+    partitions_def=building_month_partitions,
     description="Present vs expected minutes per sensor, with gap segments.",
 )
 def coverage(
     context: dg.AssetCheckExecutionContext, database: PostgresResource
 ) -> dg.AssetCheckResult:
-    month = Month.parse(context.partition_key)
     with database.connection() as conn:
-        sensors = quality.coverage(conn, month)
-        ids, shares = quality.daily_minutes(conn, month)
+        building, month = _building_month(context, conn)
+        sensors = quality.coverage(conn, month, building)
+        ids, shares = quality.daily_minutes(conn, month, building)
     present = sum(s.present for s in sensors)
     expected = sum(s.expected for s in sensors)
     worst = sorted(sensors, key=lambda s: s.completeness)[:15]
@@ -81,16 +95,16 @@ def coverage(
 
 @dg.asset_check(
     asset=HOURLY,
-    partitions_def=monthly_partitions,
+    partitions_def=building_month_partitions,
     description="Hourly and daily aggregates of sampled sensors equal a "
     "recomputation from the raw month partition.",
 )
 def aggregates_match_raw(
     context: dg.AssetCheckExecutionContext, database: PostgresResource
 ) -> dg.AssetCheckResult:
-    month = Month.parse(context.partition_key)
     with database.connection() as conn:
-        mismatches = quality.aggregate_mismatches(conn, month)
+        building, month = _building_month(context, conn)
+        mismatches = quality.aggregate_mismatches(conn, month, building=building)
     return dg.AssetCheckResult(
         passed=not mismatches,
         metadata={
@@ -102,7 +116,7 @@ def aggregates_match_raw(
 
 @dg.asset_check(
     asset=READINGS,
-    partitions_def=monthly_partitions,
+    partitions_def=building_month_partitions,
     description="No API role (bangkok_api, its members, PUBLIC; Supabase's anon, authenticated "
     "and service_role where they exist) holds a privilege on any table in schema partitions "
     "(this month's included), on the schema itself or on the load's side tables; anon, "
@@ -113,14 +127,14 @@ def aggregates_match_raw(
 def api_roles_cannot_bypass_rls(
     context: dg.AssetCheckExecutionContext, database: PostgresResource
 ) -> dg.AssetCheckResult:
-    month = Month.parse(context.partition_key)
     with database.connection() as conn:
+        building, month = _building_month(context, conn)
         leaks = access.privilege_leaks(conn)
         gaps = access.rls_gaps(conn)
     own = {
         f"partitions.{name}"
         for table in TABLES
-        for name in (table.name(month), table.leaf_name(month))
+        for name in (table.name(month), table.leaf_name(month, building))
     }
     return dg.AssetCheckResult(
         passed=not leaks and not gaps,

@@ -1,38 +1,68 @@
-"""Sensors: new or grown source files trigger loads of exactly the months that changed, every
-failed run is recorded (and posted to ALERT_WEBHOOK_URL when set), and runs whose process died
-are finished so that their pool slots do not block later loads."""
+"""Sensors: new or grown source files of any registered building trigger loads of exactly the
+building-months that changed, every failed run is recorded (and posted to ALERT_WEBHOOK_URL when
+set), and runs whose process died are finished so that their pool slots do not block later
+loads."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.defs.ingestion.jobs import ingest_month_job
-from bangkok_pipeline.defs.ingestion.partitions import monthly_partitions
+from bangkok_pipeline.defs.ingestion.partitions import (
+    add_building_partitions,
+    monthly_partitions,
+    partition_key,
+)
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
 from bangkok_pipeline.ops.alerts import RunFailure, post_webhook, record_failure
 from bangkok_pipeline.runtime.headless import sweep_abandoned_runs
-from bangkok_pipeline.source.state import DirectoryState, scan_directory
+from bangkok_pipeline.source.layout import BUILDING
+from bangkok_pipeline.source.state import (
+    DirectoryState,
+    building_states_from_json,
+    building_states_to_json,
+    scan_directory,
+)
+from bangkok_pipeline.warehouse import buildings
 
 SOURCE_DIGEST_TAG = "bangkok/source_digest"
 
 
+def building_sources(
+    instance: dg.DagsterInstance, database: PostgresResource, source: SourceDirectory
+) -> list[tuple[buildings.Building, Path]]:
+    """Every registered building with the folder of its files (CU-BEMS's: the configured one),
+    each made a partition of the building dimension if it is not one yet."""
+    with database.connection() as conn:
+        registered = buildings.list_buildings(conn)
+    add_building_partitions(instance, [b.name for b in registered])
+    return [(b, buildings.source_folder(b, source.directory())) for b in registered]
+
+
+def missing_folder(building: str, folder: Path) -> str:
+    where = " (CUBEMS_SOURCE_DIR)" if building == BUILDING else ""
+    return f"{building}: source directory {folder} does not exist{where}"
+
+
 def month_run_requests(
-    changed: dict[str, str], prefix: str
+    building: str, changed: dict[str, str], prefix: str
 ) -> tuple[list[dg.RunRequest], list[str]]:
-    """Run requests for the changed months that are partitions; the others, to report."""
+    """Run requests for the building's changed months that are partitions; the others, to
+    report."""
     known = set(monthly_partitions.get_partition_keys())
     requests = [
         dg.RunRequest(
-            partition_key=month,
-            run_key=f"{prefix}{month}:{digest}",
+            partition_key=partition_key(building, month),
+            run_key=f"{prefix}{partition_key(building, month)}:{digest}",
             tags={SOURCE_DIGEST_TAG: digest},
         )
         for month, digest in sorted(changed.items())
         if month in known
     ]
     outside = [
-        f"{month}: source rows for a month outside the partitions "
+        f"{building}: {month}: source rows for a month outside the partitions "
         f"({settings.DATA_FIRST_MONTH}..{settings.last_month()}); set CUBEMS_LAST_MONTH to load it"
         for month in sorted(changed)
         if month not in known
@@ -44,28 +74,35 @@ def month_run_requests(
     job=ingest_month_job,
     minimum_interval_seconds=settings.sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches CUBEMS_SOURCE_DIR; requests a load of every month whose bytes changed.",
+    description="Watches the folder of every registered building (CU-BEMS's: CUBEMS_SOURCE_DIR); "
+    "requests a load of every building-month whose bytes changed.",
 )
 def source_files_sensor(
-    context: dg.SensorEvaluationContext, source: SourceDirectory
+    context: dg.SensorEvaluationContext, source: SourceDirectory, database: PostgresResource
 ) -> dg.SensorResult:
-    directory = source.directory()
-    if not directory.is_dir():
-        return dg.SensorResult(
-            skip_reason=f"source directory {directory} does not exist (CUBEMS_SOURCE_DIR)",
-            cursor=context.cursor,
+    states = building_states_from_json(context.cursor, BUILDING)
+    requests: list[dg.RunRequest] = []
+    problems: list[str] = []
+    for building, folder in building_sources(context.instance, database, source):
+        if not folder.is_dir():
+            problems.append(missing_folder(building.name, folder))
+            continue
+        scan = scan_directory(
+            folder, states.get(building.name, DirectoryState()), settings.max_source_bytes()
         )
-    scan = scan_directory(
-        directory, DirectoryState.from_json(context.cursor), settings.max_source_bytes()
-    )
-    requests, outside = month_run_requests(scan.changed, prefix="")
-    for problem in scan.problems + outside:
+        states[building.name] = scan.state
+        found, outside = month_run_requests(building.name, scan.changed, prefix="")
+        requests += found
+        problems += [f"{building.name}: {problem}" for problem in scan.problems] + outside
+    for problem in problems:
         context.log.warning(problem)
+    cursor = building_states_to_json(states)
     if not requests:
-        reason = "; ".join(scan.problems + outside) or "no source file changed"
-        return dg.SensorResult(skip_reason=reason, cursor=scan.state.to_json())
+        return dg.SensorResult(
+            skip_reason="; ".join(problems) or "no source file changed", cursor=cursor
+        )
     context.log.info(f"requesting {', '.join(r.partition_key or '' for r in requests)}")
-    return dg.SensorResult(run_requests=requests, cursor=scan.state.to_json())
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 
 @dg.run_failure_sensor(

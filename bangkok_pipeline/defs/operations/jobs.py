@@ -45,27 +45,36 @@ def partition_maintenance_job() -> None:
     premake_partitions()
 
 
-@dg.op(description="Archive and drop the months the retention policy no longer keeps.")
+@dg.op(
+    description="Archive and drop the months the retention policy no longer keeps, for every "
+    "building (counted back from its own newest month); one observation per building."
+)
 def apply_retention(context: dg.OpExecutionContext, database: PostgresResource) -> None:
     raw, aggregates = settings.retain_raw_months(), settings.retain_aggregate_months()
     if raw is None and aggregates is None:
         context.log.info("no retention policy (BANGKOK_RETAIN_RAW_MONTHS unset): nothing to do")
         return
     with database.connection(autocommit=True) as conn:
-        plan = archive.apply_retention(
-            conn, settings.archive_dir(), raw, aggregates, report=context.log.info
-        )
-    context.log.info(plan.summary())
-    context.log_event(
-        dg.AssetObservation(
-            asset_key=DATABASE,
-            metadata={
-                "archived": [str(m) for m in plan.archive],
-                "aggregates_dropped": [str(m) for m in plan.drop_aggregates],
-                "archive_dir": str(settings.archive_dir()),
-            },
-        )
-    )
+        for building in buildings.list_buildings(conn):
+
+            def report(line: str, name: str = building.name) -> None:
+                context.log.info(f"{name}: {line}")
+
+            plan = archive.apply_retention(
+                conn, settings.archive_dir(), raw, aggregates, report, building.building_id
+            )
+            context.log.info(f"{building.name}: {plan.summary()}")
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=DATABASE,
+                    metadata={
+                        "building": building.name,
+                        "archived": [str(m) for m in plan.archive],
+                        "aggregates_dropped": [str(m) for m in plan.drop_aggregates],
+                        "archive_dir": str(settings.archive_dir()),
+                    },
+                )
+            )
 
 
 @dg.job(

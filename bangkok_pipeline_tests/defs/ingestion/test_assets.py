@@ -30,7 +30,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
 from bangkok_pipeline.defs.ingestion.checks import ingestion_checks
 from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools.generator import generate
-from bangkok_pipeline_tests.conftest import new_database
+from bangkok_pipeline_tests.conftest import building_instance, cubems, new_database
 
 pytestmark = pytest.mark.integration
 
@@ -52,14 +52,14 @@ class Loaded:
     ) -> dg.ExecuteInProcessResult:
         return dg.materialize(
             ASSETS,
-            partition_key=MONTH,
+            partition_key=cubems(MONTH),
             run_config=run_config,
             resources={
                 "database": PostgresResource(database_url=self.url),
                 "source": SourceDirectory(path=str(source or self.source)),
                 "layers": LayersResource(),
             },
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=building_instance(),
             raise_on_error=False,
         )
 

@@ -28,9 +28,20 @@ from bangkok_pipeline.defs.ingestion.assets import (
     raw_readings,
     validated_readings,
 )
+from bangkok_pipeline.defs.ingestion.partitions import (
+    add_building_partitions,
+    building_month_partitions,
+)
 from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
+from bangkok_pipeline.source.layout import BUILDING
 from bangkok_pipeline.transform.layers import LayerMissing, step_layers
-from bangkok_pipeline_tests.conftest import load_directly, new_database, readings_and_quarantine
+from bangkok_pipeline_tests.conftest import (
+    building_instance,
+    cubems,
+    load_directly,
+    new_database,
+    readings_and_quarantine,
+)
 from bangkok_pipeline_tests.s3_server import S3Server
 
 pytestmark = pytest.mark.integration
@@ -110,11 +121,12 @@ def test_a_month_loads_exactly_with_steps_that_share_no_disk(
         new_database(server_url, migrate=True) as local_url,
         dg.instance_for_test(temp_dir=str(dagster_home)) as instance,
     ):
+        add_building_partitions(instance, [BUILDING])
         result = dg.execute_job(
             dg.reconstructable(ingest_month),
             instance,
             run_config={"resources": _resources(url, tiny_source, layers_url)},
-            tags={"dagster/partition": MONTH},
+            tags=building_month_partitions.get_tags_for_partition_key(cubems(MONTH)),
         )
         assert result.success
         starts = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
@@ -136,10 +148,10 @@ def test_a_month_loads_exactly_with_steps_that_share_no_disk(
 
 
 def _materialize(database_url: str, source: Path, layers_url: str) -> dg.ExecuteInProcessResult:
-    with dg.DagsterInstance.ephemeral() as instance:
+    with building_instance() as instance:
         return dg.materialize(
             [raw_readings, validated_readings, load_month_partitions],
-            partition_key=MONTH,
+            partition_key=cubems(MONTH),
             resources={
                 "database": PostgresResource(database_url=database_url),
                 "source": SourceDirectory(path=str(source)),

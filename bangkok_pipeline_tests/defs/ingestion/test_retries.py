@@ -17,6 +17,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
 )
 from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.devtools.generator import generate
+from bangkok_pipeline_tests.conftest import building_instance, cubems
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +27,13 @@ ASSETS = [raw_readings, validated_readings, load_month_partitions]
 def _materialize(url: str, source: Path) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         ASSETS,
-        partition_key="2019-02",
+        partition_key=cubems("2019-02"),
         resources={
             "database": PostgresResource(database_url=url),
             "source": SourceDirectory(path=str(source)),
             "layers": LayersResource(),
         },
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=building_instance(),
         raise_on_error=False,
     )
 

@@ -23,7 +23,12 @@ from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, So
 from bangkok_pipeline.transform.layers import LayerMissing, layer_dir, run_layers
 from bangkok_pipeline.warehouse.ingest import extract_raw_month, load_month, validate_month
 from bangkok_pipeline.warehouse.load import ShrinkError, ShrinkGuard
-from bangkok_pipeline_tests.conftest import load_directly, readings_and_quarantine
+from bangkok_pipeline_tests.conftest import (
+    building_instance,
+    cubems,
+    load_directly,
+    readings_and_quarantine,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +54,10 @@ def _materialize(
     url: str, source: Path, run_config: dict[str, Any] | None = None
 ) -> dg.ExecuteInProcessResult:
     """The three ingestion assets for MONTH, in an instance of their own."""
-    with dg.DagsterInstance.ephemeral() as instance:
+    with building_instance() as instance:
         return dg.materialize(
             ASSETS,
-            partition_key=MONTH,
+            partition_key=cubems(MONTH),
             resources={
                 "database": PostgresResource(database_url=url),
                 "source": SourceDirectory(path=str(source)),

@@ -20,7 +20,7 @@ from bangkok_pipeline.defs.ingestion.assets import (
     validated_readings,
 )
 from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
-from bangkok_pipeline_tests.conftest import new_database
+from bangkok_pipeline_tests.conftest import building_instance, cubems, new_database
 from bangkok_pipeline_tests.source.test_source_rules import FLOOR2_HEADER, HEADER, minutes, write
 
 pytestmark = pytest.mark.integration
@@ -41,13 +41,13 @@ def materialize(
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         ASSETS,
-        partition_key=MONTH,
+        partition_key=cubems(MONTH),
         resources={
             "database": PostgresResource(database_url=url),
             "source": SourceDirectory(path=str(source)),
             "layers": LayersResource(),
         },
-        instance=instance or dg.DagsterInstance.ephemeral(),
+        instance=instance or building_instance(),
         raise_on_error=False,
     )
 
@@ -115,7 +115,7 @@ def test_misdated_off_minute_and_header_only_input_loads_the_rest_and_says_so(
             ],
         },
     )
-    instance = dg.DagsterInstance.ephemeral()
+    instance = building_instance()
     result = materialize(url, source, instance)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     assert query(url, "SELECT count(*) FROM sensor_readings") == [(360,)]
