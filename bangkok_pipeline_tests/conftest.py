@@ -225,6 +225,22 @@ def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tower_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second building's 2019-02, its first two days: generated with another seed and the real
+    files' defects (a column added mid-year among them, so 205 sensors)."""
+    from bangkok_pipeline.core.months import Month
+    from bangkok_pipeline.devtools.generator import generate
+    from bangkok_pipeline.devtools.sample import keep_first_days
+
+    out = tmp_path_factory.mktemp("tower-source")
+    generate(out, [Month(2019, 2)], seed=29, defects=True)
+    (out / "manifest.json").unlink()
+    for path in sorted(out.glob("*Floor*.csv")):
+        keep_first_days(path, 2)
+    return out
+
+
 def load_directly(url: str, source: Path, month: str, home: Path) -> int:
     """Extract, validate and load one month with the library (no Dagster); the rows loaded."""
     from bangkok_pipeline.core.months import Month

@@ -27,8 +27,6 @@ from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.defs.operations.jobs import compression_job
 from bangkok_pipeline.defs.resources import PostgresResource
-from bangkok_pipeline.devtools.generator import generate
-from bangkok_pipeline.devtools.sample import keep_first_days
 from bangkok_pipeline.source.layout import BUILDING, BUILDING_ID
 from bangkok_pipeline.transform.layers import run_layers
 from bangkok_pipeline.warehouse import (
@@ -104,13 +102,12 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(
-    server_url: str, tiny_source: Path, tmp_path_factory: pytest.TempPathFactory
+    server_url: str,
+    tiny_source: Path,
+    tower_source: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Site]:
-    tower = tmp_path_factory.mktemp("tower")
-    generate(tower, [FEB], seed=29, defects=True)
-    (tower / "manifest.json").unlink()
-    for path in sorted(tower.glob("*Floor*.csv")):
-        keep_first_days(path, 2)
+    tower = tower_source
     with new_database(server_url, migrate=True) as url:
         with psycopg.connect(url, autocommit=True) as conn:
             tower_id = buildings.register(conn, TOWER, tower).building.building_id

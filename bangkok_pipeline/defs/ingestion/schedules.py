@@ -3,16 +3,10 @@ its last successful load, and each building's latest month with data (the one st
 
 import dagster as dg
 
-from bangkok_pipeline.core import settings
 from bangkok_pipeline.db.queries import query
 from bangkok_pipeline.defs.ingestion.jobs import ingest_month_job
-from bangkok_pipeline.defs.ingestion.sensors import (
-    building_sources,
-    missing_folder,
-    month_run_requests,
-)
+from bangkok_pipeline.defs.ingestion.sensors import month_run_requests, scan_buildings
 from bangkok_pipeline.defs.resources import PostgresResource, SourceDirectory
-from bangkok_pipeline.source.state import DirectoryState, scan_directory
 
 
 @dg.schedule(
@@ -31,13 +25,9 @@ def nightly_ingest_schedule(
         if (context.scheduled_execution_time)
         else "manual"
     )
+    scans, problems = scan_buildings(context.instance, database, source, {})
     requests: list[dg.RunRequest] = []
-    problems: list[str] = []
-    for building, folder in building_sources(context.instance, database, source):
-        if not folder.is_dir():
-            problems.append(missing_folder(building.name, folder))
-            continue
-        now = scan_directory(folder, DirectoryState(), settings.max_source_bytes())
+    for building, now in scans:
         with database.connection() as conn:
             loaded = dict(
                 conn.execute(
@@ -51,7 +41,7 @@ def nightly_ingest_schedule(
             due[latest] = digests[latest]
         found, outside = month_run_requests(building.name, due, prefix=f"nightly:{tick}:")
         requests += found
-        problems += [f"{building.name}: {problem}" for problem in now.problems] + outside
+        problems += outside
     for problem in problems:
         context.log.warning(problem)
     return requests or dg.SkipReason(

@@ -4,7 +4,6 @@ set), and runs whose process died are finished so that their pool slots do not b
 loads."""
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 
@@ -21,6 +20,7 @@ from bangkok_pipeline.runtime.headless import sweep_abandoned_runs
 from bangkok_pipeline.source.layout import BUILDING
 from bangkok_pipeline.source.state import (
     DirectoryState,
+    Scan,
     building_states_from_json,
     building_states_to_json,
     scan_directory,
@@ -30,20 +30,31 @@ from bangkok_pipeline.warehouse import buildings
 SOURCE_DIGEST_TAG = "bangkok/source_digest"
 
 
-def building_sources(
-    instance: dg.DagsterInstance, database: PostgresResource, source: SourceDirectory
-) -> list[tuple[buildings.Building, Path]]:
-    """Every registered building with the folder of its files (CU-BEMS's: the configured one),
-    each made a partition of the building dimension if it is not one yet."""
+def scan_buildings(
+    instance: dg.DagsterInstance,
+    database: PostgresResource,
+    source: SourceDirectory,
+    previous: dict[str, DirectoryState],
+) -> tuple[list[tuple[buildings.Building, Scan]], list[str]]:
+    """Every registered building's folder (CU-BEMS's: the configured one) scanned from its
+    `previous` state, each building made a partition of the building dimension if it is not one
+    yet; and what to report, each line naming its building (a missing folder among them)."""
     with database.connection() as conn:
         registered = buildings.list_buildings(conn)
     add_building_partitions(instance, [b.name for b in registered])
-    return [(b, buildings.source_folder(b, source.directory())) for b in registered]
-
-
-def missing_folder(building: str, folder: Path) -> str:
-    where = " (CUBEMS_SOURCE_DIR)" if building == BUILDING else ""
-    return f"{building}: source directory {folder} does not exist{where}"
+    scans, problems = [], []
+    for building in registered:
+        folder = buildings.source_folder(building, source.directory())
+        if not folder.is_dir():
+            where = " (CUBEMS_SOURCE_DIR)" if building.name == BUILDING else ""
+            problems.append(f"{building.name}: source directory {folder} does not exist{where}")
+            continue
+        scan = scan_directory(
+            folder, previous.get(building.name, DirectoryState()), settings.max_source_bytes()
+        )
+        scans.append((building, scan))
+        problems += [f"{building.name}: {problem}" for problem in scan.problems]
+    return scans, problems
 
 
 def month_run_requests(
@@ -81,19 +92,13 @@ def source_files_sensor(
     context: dg.SensorEvaluationContext, source: SourceDirectory, database: PostgresResource
 ) -> dg.SensorResult:
     states = building_states_from_json(context.cursor, BUILDING)
+    scans, problems = scan_buildings(context.instance, database, source, states)
     requests: list[dg.RunRequest] = []
-    problems: list[str] = []
-    for building, folder in building_sources(context.instance, database, source):
-        if not folder.is_dir():
-            problems.append(missing_folder(building.name, folder))
-            continue
-        scan = scan_directory(
-            folder, states.get(building.name, DirectoryState()), settings.max_source_bytes()
-        )
+    for building, scan in scans:
         states[building.name] = scan.state
         found, outside = month_run_requests(building.name, scan.changed, prefix="")
         requests += found
-        problems += [f"{building.name}: {problem}" for problem in scan.problems] + outside
+        problems += outside
     for problem in problems:
         context.log.warning(problem)
     cursor = building_states_to_json(states)

@@ -27,8 +27,6 @@ from bangkok_pipeline.defs.ingestion.assets import (
 from bangkok_pipeline.defs.ingestion.checks import ingestion_checks
 from bangkok_pipeline.defs.ingestion.partitions import BUILDINGS, partition_key
 from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
-from bangkok_pipeline.devtools.generator import generate
-from bangkok_pipeline.devtools.sample import keep_first_days
 from bangkok_pipeline.runtime.instance import dagster_storage, open_instance
 from bangkok_pipeline.source.layout import BUILDING
 from bangkok_pipeline.warehouse import buildings, compression, partitions
@@ -58,18 +56,11 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(
-    server_url: str, tiny_source: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Site]:
-    tower = tmp_path_factory.mktemp("tower")
-    generate(tower, [FEB], seed=29, defects=True)
-    (tower / "manifest.json").unlink()
-    for path in sorted(tower.glob("*Floor*.csv")):
-        keep_first_days(path, 2)
+def site(server_url: str, tiny_source: Path, tower_source: Path) -> Iterator[Site]:
     with new_database(server_url, migrate=True) as url:
         with psycopg.connect(url, autocommit=True) as conn:
-            buildings.register(conn, TOWER, tower)
-        yield Site(url, tiny_source, tower)
+            buildings.register(conn, TOWER, tower_source)
+        yield Site(url, tiny_source, tower_source)
 
 
 def _materialize(
