@@ -38,6 +38,7 @@ from bangkok_pipeline.warehouse.partitions import (
     DAILY,
     DAYS,
     HOURLY,
+    READINGS,
     parse_partition_name,
 )
 
@@ -415,12 +416,30 @@ def _keys(months: list[Month]) -> list[str]:
     return [str(m) for m in months]
 
 
+def _lost_building_months(conn: psycopg.Connection, found: maintenance.Inventory) -> list[str]:
+    """Building-months that loaded successfully but have no readings partition and were not
+    archived: `2019-05`, or `2019-05 of building 2` for buildings after the first."""
+    lost = []
+    archived: dict[int, dict[Month, bool]] = {}
+    for building, month in sorted(maintenance.loaded_building_months(conn)):
+        attached = found.building_months(READINGS.parent, building) | found.building_months(
+            DAYS.parent, building
+        )
+        if building not in archived:
+            archived[building] = maintenance.archived_months(conn, building)
+        if month not in attached and month not in archived[building]:
+            lost.append(
+                str(month) if building == BUILDING_ID else f"{month} of building {building}"
+            )
+    return lost
+
+
 def _partitions(conn: psycopg.Connection, digests: dict[str, str] | None) -> Finding:
     found = maintenance.inventory(conn)
     archived = maintenance.archived_months(conn, None)
     loaded = set(maintenance.loaded_months(conn))
     readings = found.with_readings()
-    lost = sorted(m for m in loaded if m not in readings and m not in archived)
+    lost = _lost_building_months(conn, found)
     source = {Month.parse(k) for k in digests or {}}
     awaiting = sorted(m for m in source - loaded if m not in readings and m not in archived)
     no_aggregates = sorted(
@@ -433,22 +452,28 @@ def _partitions(conn: psycopg.Connection, digests: dict[str, str] | None) -> Fin
     details = {
         "attached_months": _keys(sorted(readings)),
         "archived_months": _keys(sorted(archived)),
-        "loaded_but_missing": _keys(lost),
+        "loaded_but_missing": lost,
         "source_but_missing": _keys(awaiting),
         "missing_aggregates": _keys(no_aggregates),
         "gaps": _keys(holes),
     }
     problems = []
     if lost:
-        problems.append(f"loaded but partition gone (not archived): {', '.join(_keys(lost))}")
+        problems.append(f"loaded but partition gone (not archived): {', '.join(lost)}")
     if awaiting:
         problems.append(f"source data but no partition yet: {', '.join(_keys(awaiting))}")
     if no_aggregates:
         problems.append(f"aggregate partitions missing: {', '.join(_keys(no_aggregates))}")
-    gap_only = [m for m in holes if m not in lost]
+    gap_only = [m for m in holes if str(m) not in lost]
     if gap_only:
         problems.append(f"gaps in the loaded range: {', '.join(_keys(gap_only))}")
     summary = f"{len(readings)} month(s) attached, {len(archived)} archived"
+    leaves = {
+        (b, m) for parent in (READINGS.parent, DAYS.parent) for b, m in found.leaves.get(parent, ())
+    }
+    buildings = {b for b, _ in leaves}
+    if len(buildings) > 1:
+        summary += f" ({len(leaves)} building-months of {len(buildings)} buildings attached)"
     if not problems:
         return Finding("partitions", Status.OK, summary, details)
     status = Status.CRITICAL if lost else Status.WARN

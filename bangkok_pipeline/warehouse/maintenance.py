@@ -86,6 +86,12 @@ def loaded_months(conn: psycopg.Connection) -> list[Month]:
     return [Month.of(month) for (month,) in rows]
 
 
+def loaded_building_months(conn: psycopg.Connection) -> set[tuple[int, Month]]:
+    """(building, month) of every building-month with at least one successful load."""
+    rows = conn.execute(query("select_loaded_building_months")).fetchall()
+    return {(int(building), Month.of(month)) for building, month in rows}
+
+
 def archived_months(
     conn: psycopg.Connection, building: int | None = BUILDING_ID
 ) -> dict[Month, bool]:

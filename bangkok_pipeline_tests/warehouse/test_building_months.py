@@ -21,12 +21,14 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+from psycopg import sql
 
 from bangkok_pipeline.cli.main import run
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.db import migrations
 from bangkok_pipeline.defs.operations.jobs import compression_job
 from bangkok_pipeline.defs.resources import PostgresResource
+from bangkok_pipeline.ops import health
 from bangkok_pipeline.source.layout import BUILDING, BUILDING_ID
 from bangkok_pipeline.transform.layers import run_layers
 from bangkok_pipeline.warehouse import (
@@ -208,6 +210,41 @@ def test_a_tenant_sees_its_buildings_loaded_month_and_none_of_the_other(site: Si
         with psycopg.connect(site.url, autocommit=True) as conn:
             for _, _, login in logins:
                 access.drop_login(conn, login.name)
+
+
+def test_health_counts_building_months_and_names_a_lost_one_with_its_building(
+    site: Site,
+) -> None:
+    """`health` sees both buildings' Februaries, and a building-month whose load succeeded but
+    whose partition is gone is critical with its building named, whatever the other building
+    holds that month."""
+    with psycopg.connect(site.url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO load_log (building_id, month, run_id, status, finished_at) "
+            "VALUES (2, '2019-03-01', 'vanished', 'succeeded', now()), "
+            "(1, '2019-03-01', 'there', 'succeeded', now())"
+        )
+        try:
+            with conn.transaction():
+                partitions.ensure_month(conn, READINGS, Month(2019, 3))
+                staging = partitions.create_staging(conn, READINGS, Month(2019, 3), "h")
+                conn.execute(
+                    sql.SQL("INSERT INTO {} VALUES (%s, 1, 1)").format(staging),
+                    (READINGS.bounds(Month(2019, 3))[0],),
+                )
+                partitions.attach(conn, READINGS, Month(2019, 3), "h")
+            limits = health.Limits(budget_bytes=10 * 1024**3, slow_ms=500)
+            found = {f.concern: f for f in health.check_health(site.url, None, limits).findings}
+        finally:
+            conn.execute("DELETE FROM load_log WHERE run_id IN ('vanished', 'there')")
+            with conn.transaction():
+                partitions.detach_and_drop(conn, READINGS, Month(2019, 3))
+    attached = found["partitions"]
+    assert attached.status is health.Status.CRITICAL, attached.message
+    assert "2 month(s) attached" in attached.message
+    assert "(3 building-months of 2 buildings attached)" in attached.message
+    assert "loaded but partition gone (not archived): 2019-03 of building 2" in attached.message
+    assert attached.details["loaded_but_missing"] == ["2019-03 of building 2"]
 
 
 def test_0012_is_not_undone_while_the_second_building_has_loads(site: Site) -> None:

@@ -1,0 +1,4 @@
+-- Every building-month with at least one successful load.
+SELECT DISTINCT building_id, month
+FROM load_log
+WHERE status = 'succeeded'
