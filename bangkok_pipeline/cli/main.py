@@ -197,7 +197,8 @@ def _materialize(args: argparse.Namespace) -> list["MonthOutcome"]:
     """The months `load` was asked for, through Dagster, reported as they finish."""
     from bangkok_pipeline.runtime.headless import MonthOutcome, materialize_months
 
-    building, registered = _building(args)
+    url = _prepare() if args.building else None  # the building is looked up in the database
+    building, registered = _building(args, url)
     if args.sample:
         source = cli_operations.sample_source(args.source, args.months)
         months = [sample.SAMPLE_MONTH]
@@ -214,7 +215,7 @@ def _materialize(args: argparse.Namespace) -> list["MonthOutcome"]:
                 f"no source lines for {', '.join(without)} in {source} (its files hold "
                 f"{', '.join(str(m) for m in found)}): nothing was loaded"
             )
-    url = _prepare()
+    url = url or _prepare()
     storage = dagster_storage(url)
     _sweep(storage)
 
@@ -260,12 +261,13 @@ def _materialize(args: argparse.Namespace) -> list["MonthOutcome"]:
         bar.close()
 
 
-def _building(args: argparse.Namespace) -> tuple[str, Path | None]:
-    """The building `load` was asked for (by name or id; CU-BEMS by default) and its registered
-    folder (None for CU-BEMS, whose folder is --source or the configured one)."""
-    if not args.building:
+def _building(args: argparse.Namespace, url: str | None) -> tuple[str, Path | None]:
+    """The building `load` was asked for (by name or id, in the database at `url`; CU-BEMS by
+    default) and its registered folder (None for CU-BEMS, whose folder is --source or the
+    configured one)."""
+    if not args.building or url is None:
         return BUILDING, None
-    with connect(_prepare()) as conn:
+    with connect(url) as conn:
         found = buildings.find(conn, access.find_building(conn, args.building).building_id)
     if not found.source:
         return found.name, None

@@ -38,7 +38,6 @@ from bangkok_pipeline.warehouse.partitions import (
     DAILY,
     DAYS,
     HOURLY,
-    READINGS,
     parse_partition_name,
 )
 
@@ -420,14 +419,12 @@ def _lost_building_months(conn: psycopg.Connection, found: maintenance.Inventory
     """Building-months that loaded successfully but have no readings partition and were not
     archived: `2019-05`, or `2019-05 of building 2` for buildings after the first."""
     lost = []
+    attached = found.building_months_with_readings()
     archived: dict[int, dict[Month, bool]] = {}
-    for building, month in sorted(maintenance.loaded_building_months(conn)):
-        attached = found.building_months(READINGS.parent, building) | found.building_months(
-            DAYS.parent, building
-        )
+    for building, month in sorted(maintenance.loaded_building_months(conn) - attached):
         if building not in archived:
             archived[building] = maintenance.archived_months(conn, building)
-        if month not in attached and month not in archived[building]:
+        if month not in archived[building]:
             lost.append(
                 str(month) if building == BUILDING_ID else f"{month} of building {building}"
             )
@@ -468,9 +465,7 @@ def _partitions(conn: psycopg.Connection, digests: dict[str, str] | None) -> Fin
     if gap_only:
         problems.append(f"gaps in the loaded range: {', '.join(_keys(gap_only))}")
     summary = f"{len(readings)} month(s) attached, {len(archived)} archived"
-    leaves = {
-        (b, m) for parent in (READINGS.parent, DAYS.parent) for b, m in found.leaves.get(parent, ())
-    }
+    leaves = found.building_months_with_readings()
     buildings = {b for b, _ in leaves}
     if len(buildings) > 1:
         summary += f" ({len(leaves)} building-months of {len(buildings)} buildings attached)"

@@ -366,12 +366,7 @@ def restore_month(
         )
     with _locked(conn, month, building) as lock:
         found = maintenance.inventory(conn)
-        held = found.building_months(DAYS.parent, building) | {
-            m
-            for m in found.building_months(READINGS.parent, building)
-            if _has_rows(conn, m, building)
-        }
-        if month in held:
+        if _holds_readings(conn, found, month, building):
             raise ArchiveError(
                 f"{key} is already in the database (partitions."
                 f"{READINGS.leaf_name(month, building)} holds readings); nothing restored"
@@ -478,14 +473,10 @@ def plan_retention(
             f"BANGKOK_RETAIN_RAW_MONTHS={raw_months})"
         )
     found = maintenance.inventory(conn)
-    compressed = found.building_months(DAYS.parent, building)  # never empty: only loads make them
     with_rows = sorted(
-        compressed
-        | {
-            m
-            for m in found.building_months(READINGS.parent, building)
-            if _has_rows(conn, m, building)
-        }
+        m
+        for b, m in found.building_months_with_readings()
+        if b == building and _holds_readings(conn, found, m, building)
     )
     archived = maintenance.archived_months(conn, building)
     candidates = sorted(set(with_rows) | set(archived))
@@ -513,6 +504,18 @@ def plan_retention(
             )
         ]
     return plan
+
+
+def _holds_readings(
+    conn: psycopg.Connection, found: maintenance.Inventory, month: Month, building: int
+) -> bool:
+    """Whether the building-month's readings are in the database: compressed (never empty:
+    only loads make them), or an attached rows partition with a reading (not a premade one)."""
+    if month in found.building_months(DAYS.parent, building):
+        return True
+    return month in found.building_months(READINGS.parent, building) and _has_rows(
+        conn, month, building
+    )
 
 
 def _has_rows(conn: psycopg.Connection, month: Month, building: int) -> bool:

@@ -113,14 +113,15 @@ def register(conn: psycopg.Connection, name: str, source: Path) -> Registration:
 
 def named(conn: psycopg.Connection, name: str) -> Building:
     """The building called `name`; refused in one line when none is."""
-    found = [b for b in list_buildings(conn) if b.name == name]
-    if not found:
-        known = ", ".join(repr(b.name) for b in list_buildings(conn))
-        raise BuildingError(
-            f"no building is called {name!r} (registered: {known}); add it with "
-            "`bangkok-pipeline buildings add NAME --source FOLDER`"
-        )
-    return found[0]
+    registered = list_buildings(conn)
+    for building in registered:
+        if building.name == name:
+            return building
+    known = ", ".join(repr(b.name) for b in registered)
+    raise BuildingError(
+        f"no building is called {name!r} (registered: {known}); add it with "
+        "`bangkok-pipeline buildings add NAME --source FOLDER`"
+    )
 
 
 def source_folder(building: Building, configured: Path) -> Path:

@@ -60,6 +60,10 @@ class Inventory:
         """Months whose readings are attached, as rows or compressed (migration 0009)."""
         return self.months(READINGS.parent) | self.months(DAYS.parent)
 
+    def building_months_with_readings(self) -> set[tuple[int, Month]]:
+        """(building, month) whose readings are attached, as rows or compressed."""
+        return self.leaves.get(READINGS.parent, set()) | self.leaves.get(DAYS.parent, set())
+
 
 def inventory(conn: psycopg.Connection) -> Inventory:
     result = Inventory({table.parent: set() for table in ALL_TABLES})

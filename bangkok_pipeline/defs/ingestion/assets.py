@@ -21,12 +21,12 @@ from bangkok_pipeline.defs.ingestion.partitions import (
     building_month,
     building_month_partitions,
     month_backfill_policy,
+    registered_building,
 )
 from bangkok_pipeline.defs.ingestion.resources import DATABASE_RETRY_POLICY
 from bangkok_pipeline.defs.resources import LayersResource, PostgresResource, SourceDirectory
 from bangkok_pipeline.transform.layers import LayerMissing, RunLayers
 from bangkok_pipeline.warehouse import buildings
-from bangkok_pipeline.warehouse.buildings import BuildingError
 from bangkok_pipeline.warehouse.ingest import (
     IngestError,
     extract_raw_month,
@@ -68,11 +68,8 @@ class LoadConfig(dg.Config):
 
 def _building(context: dg.AssetExecutionContext, database: PostgresResource) -> buildings.Building:
     """The building whose month the partition names, as registered."""
-    try:
-        with database.connection() as conn:
-            return buildings.named(conn, building_month(context.partition_key).building)
-    except BuildingError as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from None
+    with database.connection() as conn:
+        return registered_building(conn, context.partition_key)[0]
 
 
 @contextmanager

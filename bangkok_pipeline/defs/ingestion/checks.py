@@ -6,11 +6,13 @@ import psycopg
 
 from bangkok_pipeline.core.months import Month
 from bangkok_pipeline.defs.ingestion.assets import HOURLY, READINGS
-from bangkok_pipeline.defs.ingestion.partitions import building_month, building_month_partitions
+from bangkok_pipeline.defs.ingestion.partitions import (
+    building_month_partitions,
+    registered_building,
+)
 from bangkok_pipeline.defs.resources import PostgresResource
 from bangkok_pipeline.transform import heatmap
-from bangkok_pipeline.warehouse import access, buildings, quality
-from bangkok_pipeline.warehouse.buildings import BuildingError
+from bangkok_pipeline.warehouse import access, quality
 from bangkok_pipeline.warehouse.partitions import TABLES
 
 _COMPLETENESS_WARNING = 0.9
@@ -20,11 +22,8 @@ def _building_month(
     context: dg.AssetCheckExecutionContext, conn: psycopg.Connection
 ) -> tuple[int, Month]:
     """The id of the building and the month the partition names."""
-    named = building_month(context.partition_key)
-    try:
-        return buildings.named(conn, named.building).building_id, named.month
-    except BuildingError as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from None
+    building, month = registered_building(conn, context.partition_key)
+    return building.building_id, month
 
 
 @dg.asset_check(

@@ -10,9 +10,11 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import dagster as dg
+import psycopg
 
 from bangkok_pipeline.core import settings
 from bangkok_pipeline.core.months import Month
+from bangkok_pipeline.warehouse import buildings
 
 monthly_partitions = dg.MonthlyPartitionsDefinition(
     start_date=settings.DATA_FIRST_MONTH,
@@ -48,6 +50,16 @@ def building_month(key: str) -> BuildingMonth:
     """The building and month a partition key names."""
     keys = building_month_partitions.get_partition_key_from_str(key).keys_by_dimension
     return BuildingMonth(keys["building"], Month.parse(keys["month"]))
+
+
+def registered_building(conn: psycopg.Connection, key: str) -> tuple[buildings.Building, Month]:
+    """The registered building and the month a partition key names; a building nobody
+    registered fails the step in one line, without retries."""
+    named = building_month(key)
+    try:
+        return buildings.named(conn, named.building), named.month
+    except buildings.BuildingError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
 
 
 def add_building_partitions(instance: dg.DagsterInstance, names: Sequence[str]) -> None:

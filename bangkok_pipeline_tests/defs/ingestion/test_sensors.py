@@ -91,6 +91,19 @@ def _evaluate(
     return result
 
 
+def _nightly_context(
+    instance: dg.DagsterInstance, source: Path, database: PostgresResource
+) -> dg.ScheduleEvaluationContext:
+    """The nightly schedule's tick of 2026-11-23 02:00 Bangkok. Use it in a `with`: an unclosed
+    context leaves the instance it opened registered as Dagster's current defs-state storage,
+    which breaks later Definitions loads."""
+    return dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=BANGKOK_TZ),
+        resources={"source": SourceDirectory(path=str(source)), "database": database},
+    )
+
+
 def _months(result: dg.SensorResult, building: str = BUILDING) -> list[str]:
     """The months of `building` requested."""
     keys = [building_month(r.partition_key or "") for r in result.run_requests or []]
@@ -253,16 +266,7 @@ def test_nightly_schedule_requests_changed_months_and_the_latest(
             "VALUES (1, '2018-07-01', 'succeeded', %s, now())",
             (json.dumps({"month_digest": state["2018-07"]}),),
         )
-    # closed at the end: an unclosed context leaves the instance it opened registered
-    # as Dagster's current defs-state storage, which breaks later Definitions loads
-    with dg.build_schedule_context(
-        instance=instance,
-        scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=BANGKOK_TZ),
-        resources={
-            "source": SourceDirectory(path=str(source)),
-            "database": PostgresResource(database_url=migrated_url),
-        },
-    ) as context:
+    with _nightly_context(instance, source, database) as context:
         requests = nightly_ingest_schedule(context)
         assert isinstance(requests, list)
         assert [r.partition_key for r in requests] == [cubems("2018-08")]
@@ -355,11 +359,7 @@ def test_every_registered_building_is_watched_and_made_a_partition(
     third = _evaluate(instance, source, second.cursor, database)
     assert _months(third) == [] and _months(third, "Tower B") == ["2018-08"]
 
-    with dg.build_schedule_context(
-        instance=instance,
-        scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=BANGKOK_TZ),
-        resources={"source": SourceDirectory(path=str(source)), "database": database},
-    ) as context:
+    with _nightly_context(instance, source, database) as context:
         nightly = nightly_ingest_schedule(context)
     assert isinstance(nightly, list)  # nothing loaded yet: every month of both
     assert sorted(r.partition_key for r in nightly) == sorted(
